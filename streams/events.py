@@ -68,6 +68,7 @@ class DeadLetter(msgspec.Struct, frozen=True, omit_defaults=True):
 CATEGORIES = (
     "oversized",
     "malformed_json",
+    "malformed_record",  # a file row that cannot be parsed at all (field count, encoding)
     "missing_field",
     "wrong_type",
     "ts_out_of_range",
