@@ -1,0 +1,405 @@
+"""The persistent graph store: node rows, id map, input positions and blobs in RocksDB.
+
+One :class:`GraphStore` serves one engine (one set of partitions) and is used
+from one thread. Reads go through two in-memory caches (ids: ``state.idmap``,
+rows: ``state.cache``); writes happen only in :meth:`GraphStore.commit`, as one
+RocksDB ``WriteBatch`` holding every row changed since the last commit, the new
+id mappings, the blobs and the input positions. RocksDB applies a batch
+atomically, so after a crash the store holds exactly some commit: rows and the
+offsets they reflect always agree, and resuming from :meth:`positions` replays
+precisely what was lost.
+
+>>> import tempfile
+>>> d = tempfile.mkdtemp()
+>>> with GraphStore(d) as st:
+...     ids = st.resolve(["alice", "bob", "alice"])
+...     s = st.slots(ids)
+...     st.table.acc[s[0], 0] = 3.0
+...     st.commit(positions={"events/0": 3}, blobs={"detector": b"x"})
+>>> with GraphStore(d, create=False) as st:
+...     (st.node_count, st.positions(), st.blob("detector"), st.external_ids(np.array([1])),
+...      float(st.table.acc[st.peek_slots(np.array([0]))[0], 0]))
+(2, {'events/0': 3}, b'x', ['bob'], 3.0)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    Checkpoint,
+    DBCompressionType,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
+
+from features.layout import NodeArrays, init_rows
+from state.cache import RowCache
+from state.codecs import (
+    FORMAT_VERSION,
+    CorruptRecordError,
+    decode_count,
+    decode_position,
+    decode_records,
+    decode_rows_into,
+    encode_count,
+    encode_position,
+    encode_rows,
+    layout_fingerprint,
+    record_dtype,
+    rows_to_records,
+)
+from state.idmap import IdMap
+from state.keys import (
+    META_LAYOUT,
+    META_MEM_DIM,
+    META_NEXT_ID,
+    META_SCHEMA,
+    POS,
+    blob_key,
+    name_of,
+    node_keys,
+    position_key,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _db_options(create: bool, block_cache_mb: int) -> Options:
+    """RocksDB options for point lookups of random keys, the store's only read pattern."""
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(create)
+    table = BlockBasedOptions()
+    # Whole-key bloom filters: most lookups of a new entity's id are misses, which the
+    # filter answers without reading a data block.
+    table.set_bloom_filter(10, False)
+    table.set_block_cache(Cache(max(1, block_cache_mb) << 20))
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    opts.set_block_based_table_factory(table)
+    # ... and the memtable gets one too: a miss there otherwise costs a full skiplist search
+    opts.set_memtable_prefix_bloom_ratio(0.05)
+    opts.set_memtable_whole_key_filtering(True)
+    # LZ4 decompresses several times faster than the default Snappy for a few % more disk.
+    opts.set_compression_type(DBCompressionType.lz4())
+    return opts
+
+
+class StoreMismatchError(ValueError):
+    """The store on disk was written with another layout, format or ``mem_dim``."""
+
+
+class GraphStore:
+    """RocksDB-backed node table with dense ids, atomic commits and checkpoints.
+
+    ``path``: store directory. ``mem_dim``: width of the model's per-node state;
+    it must equal the width the store was created with. ``cache_capacity``: rows
+    kept in memory (more only while rows are dirty). ``create``: create the store
+    if missing, else raise :class:`FileNotFoundError`. ``id_cache_capacity``:
+    external ids kept in memory (default: ``cache_capacity``). ``sync``: fsync the
+    write-ahead log at every commit (survives power loss, not only process death).
+    ``block_cache_mb``: RocksDB's cache of uncompressed blocks, for rows and ids
+    read back after eviction or a restart.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, mem_dim: int = 0, cache_capacity: int = 1_000_000,
+                 create: bool = True, id_cache_capacity: int | None = None, sync: bool = False,
+                 block_cache_mb: int = 256) -> None:
+        if isinstance(mem_dim, bool) or not isinstance(mem_dim, (int, np.integer)) or mem_dim < 0:
+            raise ValueError(f"mem_dim must be an int >= 0, got {mem_dim!r}")
+        if isinstance(cache_capacity, bool) or not isinstance(cache_capacity, (int, np.integer)) or cache_capacity < 1:
+            raise ValueError(f"cache_capacity must be an int >= 1, got {cache_capacity!r}")
+        self.path = os.fspath(path)
+        self.mem_dim = int(mem_dim)
+        if not create and not os.path.exists(os.path.join(self.path, "CURRENT")):
+            raise FileNotFoundError(f"no graph store at {self.path!r} (opened with create=False)")
+        self._db: Rdict | None = Rdict(self.path, _db_options(create, block_cache_mb))
+        try:
+            next_id = self._open_meta()
+            self._positions = self._read_positions()
+        except BaseException:
+            self._db.close()
+            self._db = None
+            raise
+        self._write_opts = WriteOptions()
+        self._write_opts.sync = bool(sync)
+        self._ids = IdMap(self._db, next_id, id_cache_capacity or int(cache_capacity))
+        self._rows = RowCache(self.mem_dim, int(cache_capacity), self._load_rows)
+        self._scratch = np.empty(0, record_dtype(self.mem_dim))  # reused by every commit
+
+    # -- opening ------------------------------------------------------------
+
+    def _open_meta(self) -> int:
+        db = self._db
+        assert db is not None
+        schema, layout, mem_dim, next_id = db.get([META_SCHEMA, META_LAYOUT, META_MEM_DIM, META_NEXT_ID])
+        if schema is None:
+            if next(iter(db.keys()), None) is not None:
+                raise StoreMismatchError(f"{self.path!r} holds a RocksDB database that is not a graph store")
+            wb = WriteBatch(raw_mode=True)
+            wb[META_SCHEMA] = encode_count(FORMAT_VERSION)
+            wb[META_LAYOUT] = layout_fingerprint().encode()
+            wb[META_MEM_DIM] = encode_count(self.mem_dim)
+            wb[META_NEXT_ID] = encode_count(0)
+            db.write(wb)
+            return 0
+        if decode_count(schema) != FORMAT_VERSION:
+            raise StoreMismatchError(
+                f"store {self.path!r} has record format v{decode_count(schema)}, this build reads v{FORMAT_VERSION}")
+        if layout != layout_fingerprint().encode():
+            raise StoreMismatchError(
+                f"store {self.path!r} was written with node layout {layout!r}, this build has "
+                f"{layout_fingerprint()!r} (features.layout changed): migrate or start a new store")
+        if decode_count(mem_dim) != self.mem_dim:
+            raise StoreMismatchError(
+                f"store {self.path!r} was created with mem_dim={decode_count(mem_dim)}, opened with "
+                f"mem_dim={self.mem_dim}: use the model the store was built with, or a new store")
+        return decode_count(next_id)
+
+    def _read_positions(self) -> dict[str, int]:
+        assert self._db is not None
+        out: dict[str, int] = {}
+        for k, v in self._db.items(from_key=POS):
+            if not k.startswith(POS):
+                break
+            out[name_of(k, POS)] = decode_position(v)
+        return out
+
+    def _check_open(self) -> Rdict:
+        if self._db is None:
+            raise RuntimeError(f"graph store {self.path!r} is closed")
+        return self._db
+
+    # -- ids and rows -------------------------------------------------------
+
+    @property
+    def table(self) -> NodeArrays:
+        """The hot node table. Re-read it after :meth:`slots`/:meth:`peek_slots` (it may grow)."""
+        return self._rows.table
+
+    @property
+    def node_count(self) -> int:
+        """Number of entities with an internal id (ids are ``0 .. node_count - 1``)."""
+        return self._ids.next_id
+
+    @property
+    def cache_capacity(self) -> int:
+        return self._rows.capacity
+
+    def resolve(self, ext_ids: Sequence[str]) -> np.ndarray:
+        """Internal ids (int64) of ``ext_ids``; unseen entities get the next ids, pending until commit."""
+        self._check_open()
+        return self._ids.resolve(ext_ids)
+
+    def slots(self, ids: np.ndarray) -> np.ndarray:
+        """Table slots of ``ids`` for reading and writing; the rows are written at the next commit.
+
+        Missing rows are loaded in one multi-get (fresh rows for never-written
+        nodes). Duplicate ids get the same slot. The slots stay valid until the
+        next commit.
+        """
+        self._check_open()
+        return self._rows.lookup(self._ids.check_ids(ids), mark_dirty=True)
+
+    def peek_slots(self, ids: np.ndarray) -> np.ndarray:
+        """Table slots of ``ids`` for reading only (valid until the next slots/peek_slots call).
+
+        Changes made through these slots are not committed unless the row is also
+        obtained through :meth:`slots` before the commit.
+        """
+        self._check_open()
+        return self._rows.lookup(self._ids.check_ids(ids), mark_dirty=False)
+
+    def _load_rows(self, ids: np.ndarray, slots: np.ndarray) -> None:
+        table = self._rows.table
+        known = ids < self._ids.n_committed
+        fresh = slots[~known]
+        if known.any():
+            values = self._check_open().get(node_keys(ids[known]))
+            stored = np.fromiter((v is not None for v in values), np.bool_, len(values))
+            ks = slots[known]
+            if stored.any():
+                try:
+                    decode_rows_into(table, ks[stored], [v for v in values if v is not None])
+                except CorruptRecordError as exc:
+                    nid = int(ids[known][stored][exc.index])
+                    raise CorruptRecordError(f"node record of internal id {nid}: {exc}", exc.index) from None
+            fresh = np.concatenate([fresh, ks[~stored]])
+        if fresh.size:
+            init_rows(table, fresh)
+
+    def external_id(self, node_id: int) -> str:
+        """External id of one internal id."""
+        return self.external_ids(np.array([node_id]))[0]
+
+    def external_ids(self, ids: np.ndarray) -> list[str]:
+        """External id of each internal id."""
+        self._check_open()
+        return self._ids.external_ids(ids)
+
+    # -- commit -------------------------------------------------------------
+
+    def commit(self, positions: Mapping[str, int] | None = None, blobs: Mapping[str, bytes] | None = None) -> None:
+        """Write every dirty row, new id, blob and position in one atomic ``WriteBatch``.
+
+        ``positions``: next offset to read per input (e.g. ``{"events/0": 1234}``).
+        ``blobs``: named opaque bytes (e.g. detector stream state). Bad names or
+        values raise ``ValueError`` before anything is written.
+        """
+        db = self._check_open()
+        pos = [(position_key(k), encode_position(v), k, int(v)) for k, v in (positions or {}).items()]
+        blob_items = []
+        for k, v in (blobs or {}).items():
+            if not isinstance(v, (bytes, bytearray, memoryview)):
+                raise ValueError(f"blob {k!r} must be bytes, got {type(v).__name__}")
+            blob_items.append((blob_key(k), bytes(v)))
+        slots, ids = self._rows.dirty()
+        wb = WriteBatch(raw_mode=True)
+        if slots.size:
+            if len(self._scratch) < slots.size:
+                self._scratch = np.empty(max(slots.size, 2 * len(self._scratch)), self._scratch.dtype)
+            for k, v in zip(node_keys(ids), encode_rows(self._rows.table, slots, self._scratch)):
+                wb[k] = v
+        self._ids.write_pending(wb)
+        for k, v, _, _ in pos:
+            wb[k] = v
+        for k, v in blob_items:
+            wb[k] = v
+        if len(wb):
+            db.write(wb, self._write_opts)
+        # only now that RocksDB has the batch: on a failed write everything stays pending
+        self._rows.clear_dirty()
+        self._ids.mark_committed()
+        self._positions.update((name, v) for _, _, name, v in pos)
+
+    def positions(self) -> dict[str, int]:
+        """The committed input positions (a copy)."""
+        self._check_open()
+        return dict(self._positions)
+
+    def blob(self, name: str) -> bytes | None:
+        """The committed blob ``name``, or None."""
+        return self._check_open().get(blob_key(name))
+
+    @property
+    def cache_stats(self) -> dict[str, int]:
+        """Row cache counters: capacity (configured), rows (allocated), resident, dirty, evicted."""
+        r = self._rows
+        return {"capacity": r.capacity, "rows": r.table.capacity, "resident": r.n_resident,
+                "dirty": self.n_dirty, "evicted": r.n_evicted}
+
+    @property
+    def n_dirty(self) -> int:
+        """Rows changed since the last commit."""
+        return int(self._rows.dirty()[0].size)
+
+    # -- dumps --------------------------------------------------------------
+
+    def iter_records(self, chunk: int = 4096) -> Iterator[tuple[int, str, np.void]]:
+        """Yield ``(internal id, external id, record)`` for every node, in id order.
+
+        ``record`` is a structured scalar of ``state.codecs.record_dtype(mem_dim)``
+        (``rec["acc"]``, ``rec["ring_nbr"]``, ..., ``rec["mem"]``), a copy of the
+        current row: uncommitted changes in the cache included, the cache untouched.
+        """
+        self._check_open()
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        fresh = NodeArrays.empty(1, self.mem_dim)
+        init_rows(fresh, np.array([0]))
+        blank = rows_to_records(fresh, np.array([0]))[0]
+        for start in range(0, self.node_count, chunk):
+            ids = np.arange(start, min(self.node_count, start + chunk), dtype=np.int64)
+            exts = self.external_ids(ids)
+            rec = np.empty(len(ids), record_dtype(self.mem_dim))
+            res = self._rows.resident_slots(ids)
+            here = res >= 0
+            rec[here] = rows_to_records(self._rows.table, res[here])
+            away = np.flatnonzero(~here)
+            rec[away] = blank
+            stored = away[ids[away] < self._ids.n_committed]
+            if stored.size:
+                values = self._check_open().get(node_keys(ids[stored]))
+                have = [k for k, v in enumerate(values) if v is not None]
+                if have:
+                    try:
+                        rec[stored[have]] = decode_records([values[k] for k in have], self.mem_dim)
+                    except CorruptRecordError as exc:
+                        nid = int(ids[stored[have[exc.index]]])
+                        raise CorruptRecordError(f"node record of internal id {nid}: {exc}", exc.index) from None
+            for j in range(len(ids)):
+                yield int(ids[j]), exts[j], rec[j]
+
+    # -- files --------------------------------------------------------------
+
+    def checkpoint(self, dest_dir: str | os.PathLike) -> None:
+        """A consistent RocksDB checkpoint of the committed state in ``dest_dir`` (must not exist)."""
+        db = self._check_open()
+        dest = os.fspath(dest_dir)
+        if os.path.exists(dest):
+            raise FileExistsError(f"checkpoint destination {dest!r} already exists")
+        parent = os.path.dirname(os.path.abspath(dest))
+        os.makedirs(parent, exist_ok=True)
+        Checkpoint(db).create_checkpoint(dest)
+
+    @classmethod
+    def restore(cls, checkpoint_dir: str | os.PathLike, path: str | os.PathLike, *, mem_dim: int | None = None,
+                cache_capacity: int = 1_000_000, overwrite: bool = False, **kwargs) -> "GraphStore":
+        """Copy a checkpoint to ``path`` and open it there (the checkpoint stays untouched).
+
+        ``mem_dim`` defaults to the one stored. ``path`` must not exist or be empty
+        unless ``overwrite`` (then it is deleted first).
+        """
+        src, dst = os.fspath(checkpoint_dir), os.fspath(path)
+        if not os.path.exists(os.path.join(src, "CURRENT")):
+            raise FileNotFoundError(f"{src!r} is not a RocksDB checkpoint (no CURRENT file)")
+        if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
+            if not overwrite:
+                raise FileExistsError(f"restore target {dst!r} exists and is not empty (pass overwrite=True)")
+            shutil.rmtree(dst)
+        elif os.path.isdir(dst):
+            os.rmdir(dst)
+        shutil.copytree(src, dst)
+        if mem_dim is None:
+            db = Rdict(dst, Options(raw_mode=True))
+            try:
+                stored = db.get(META_MEM_DIM)
+            finally:
+                db.close()
+            if stored is None:
+                raise StoreMismatchError(f"checkpoint {src!r} is not a graph store (no mem_dim meta record)")
+            mem_dim = decode_count(stored)
+        return cls(dst, mem_dim=mem_dim, cache_capacity=cache_capacity, create=False, **kwargs)
+
+    def flush(self) -> None:
+        """Flush RocksDB's memtables to disk (committed data only; commits are durable without it)."""
+        self._check_open().flush()
+
+    def close(self) -> None:
+        """Close the database. Changes since the last commit are discarded (as in a crash)."""
+        if self._db is None:
+            return
+        n_dirty, n_new = self.n_dirty, self._ids.n_pending
+        if n_dirty or n_new:
+            log.warning("closing graph store %s: discarding %d uncommitted rows and %d new ids",
+                        self.path, n_dirty, n_new)
+        self._db.close()
+        self._db = None
+
+    def __enter__(self) -> "GraphStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._db is None else f"{self.node_count} nodes, {self._rows.n_resident} resident"
+        return f"GraphStore({self.path!r}, mem_dim={self.mem_dim}, {state})"
