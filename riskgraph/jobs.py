@@ -94,7 +94,8 @@ def replay(settings: Settings, spec: FileSpec, *, alerts_path: str, entities_pat
     store, tmp = open_store(settings, model, state_dir)
     try:
         with store, open(alerts_path, "wb") as out:
-            engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes)
+            engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
+                            commit_every=settings.commit_every)
             run = run_batches(engine, file_batches(spec, settings.batch_size), progress=progress,
                               total_events=count_rows(spec), alerts_out=out, desc="replay")
             if entities_path:
@@ -175,7 +176,8 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
     t0 = time.perf_counter()
     try:
         with store, open(out / "alerts.jsonl", "wb") as alerts_out:
-            engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes)
+            engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
+                            commit_every=settings.commit_every)
             run = run_batches(engine, file_batches(spec, settings.batch_size), progress=progress,
                               total_events=count_rows(spec), alerts_out=alerts_out, desc="evaluate")
             threshold = float(engine.policy.threshold)

@@ -50,6 +50,7 @@ class Settings:
     state_dir: str = "./state-data"  # RocksDB store (one per worker)
     model_dir: str = ""  # model artifact directory; empty: the built-in unsupervised detector
     cache_capacity: int = 1_000_000  # node rows kept hot in memory
+    commit_every: int = 10  # micro-batches per RocksDB commit; a crash replays at most this many
     max_event_bytes: int = 16 * 1024
     learn: bool = True  # detectors keep learning from the stream
     seed: int = 0

@@ -88,8 +88,14 @@ class Engine:
         learn: bool = True,
         max_event_bytes: int = MAX_EVENT_BYTES,
         reasons_k: int = 3,
+        commit_every: int = 1,
     ) -> None:
+        if commit_every < 1:
+            raise ValueError(f"commit_every must be >= 1, got {commit_every}")
         self.store = store
+        self.commit_every = commit_every
+        self._uncommitted = 0  # batches processed since the last store commit
+        self._positions: dict[str, int] = {}  # input positions those batches reached
         self.learn = learn
         self.max_event_bytes = max_event_bytes
         self.reasons_k = reasons_k
@@ -130,6 +136,7 @@ class Engine:
         with self._lock:
             pending, self._pending = self._pending, None
         if pending is not None:
+            self.flush()  # the old model's state belongs to the batches it scored
             model, policy = pending
             self.model = model
             self.policy = policy if policy is not None else model.make_policy()
@@ -144,16 +151,23 @@ class Engine:
         partition: int | None = None,
         offsets: Sequence[int] | None = None,
         positions: Mapping[str, int] | None = None,
+        commit: bool = True,
     ) -> BatchResult:
         """Process raw JSON records; ``positions`` (e.g. {"events/0": next_offset}) are
-        committed atomically with the state they produced."""
+        committed atomically with the state they produced.
+
+        With ``commit=False`` the caller commits (``commit_if_due``/``flush``) once it
+        has delivered the batch's alerts: a crash in between replays the batch, so an
+        alert is never lost (and, ids being deterministic, a replayed one is the same).
+        """
         t0 = time.perf_counter()
         received = time.time()
         decoded = decode_batch(
             values, topic=topic, partition=partition, offsets=offsets, max_bytes=self.max_event_bytes
         )
         t1 = time.perf_counter()
-        result = self.process_events(decoded.events, positions=positions, received_at=received, _t0=t0)
+        result = self.process_events(decoded.events, positions=positions, received_at=received, _t0=t0,
+                                     commit=commit)
         result.index = decoded.index
         result.dead = decoded.dead
         result.timings["decode"] = t1 - t0
@@ -165,6 +179,7 @@ class Engine:
         *,
         positions: Mapping[str, int] | None = None,
         received_at: float | None = None,
+        commit: bool = True,
         _t0: float | None = None,
     ) -> BatchResult:
         """Process already validated events (file replay, simulators), in order."""
@@ -174,8 +189,12 @@ class Engine:
         events = list(events)
         n = len(events)
         timings: dict[str, float] = {}
+        self._uncommitted += 1
+        if positions:
+            self._positions.update(positions)
         if n == 0:
-            self._persist(positions)
+            if commit:
+                self.commit_if_due()
             return BatchResult(events, [], np.zeros(0), {}, [], [], timings=timings)
 
         ts = np.fromiter((e.ts for e in events), np.float64, n)
@@ -209,7 +228,8 @@ class Engine:
         te = time.perf_counter()
         timings["decide"] = te - td
 
-        self._persist(positions)
+        if commit:
+            self.commit_if_due()
         timings["persist"] = time.perf_counter() - te
         timings["total"] = time.perf_counter() - t0
         return BatchResult(
@@ -251,12 +271,25 @@ class Engine:
             )
         return out
 
-    def _persist(self, positions: Mapping[str, int] | None) -> None:
+    def commit_if_due(self) -> bool:
+        """Commit when ``commit_every`` batches are pending; True if it committed."""
+        if self._uncommitted >= self.commit_every:
+            self.flush()
+            return True
+        return False
+
+    def flush(self) -> None:
+        """Commit everything processed so far: node rows, ids, detector and policy
+        state and input positions, in one RocksDB write batch."""
+        if self._uncommitted == 0:
+            return
         self.store.commit(
-            positions=positions,
+            positions=self._positions,
             blobs={
                 _BLOB_DETECTOR: self.model.state_bytes(),
                 _BLOB_POLICY: self.policy.state_bytes(),
                 _BLOB_VERSION: self.model.version.encode(),
             },
         )
+        self._uncommitted = 0
+        self._positions = {}

@@ -127,6 +127,7 @@ def run_batches(
             bar.update(n + len(b.dead))
             if progress and r.alerts:
                 bar.set_postfix(alerts=len(alerts), refresh=False)
+        engine.flush()
     finally:
         bar.close()
     cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731

@@ -155,7 +155,7 @@ def test_bad_csv_rows_become_dead_letters(tmp_path):
     assert got == [
         (1, "wrong_type", "Expected `float`, got `str` - at `$.ts`"),
         (2, "missing_field", "Object missing required field `src`"),
-        (3, "invalid_value", "line 5 has 5 fields, the header has 7"),
+        (3, "malformed_record", "line 5 has 5 fields, the header has 7"),
         (4, "invalid_value", "Expected `int` <= 1 - at `$.label`"),
         (5, "non_finite", "non-finite number - at `$.amount`"),
         (6, "ts_out_of_range", "Expected `float` >= 0.0 - at `$.ts`"),
