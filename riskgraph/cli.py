@@ -96,6 +96,71 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(_settings(a), out_dir=a.out, sim_kwargs=_sim_kwargs(a), progress=not a.no_progress)
 
 
+def _add_kafka_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", default=None, help="Kafka URL (default kafka://127.0.0.1:9092)")
+
+
+def _kafka_settings(a: argparse.Namespace) -> Settings:
+    return Settings.from_env(broker=getattr(a, "broker", None), model_dir=getattr(a, "model", None),
+                             state_dir=getattr(a, "state", None), batch_size=getattr(a, "batch_size", None),
+                             metrics_port=getattr(a, "metrics_port", None), seed=getattr(a, "seed", None),
+                             partitions=getattr(a, "partitions", None))
+
+
+def cmd_worker(a: argparse.Namespace) -> int:
+    from riskgraph.worker import run_worker
+
+    return run_worker(_kafka_settings(a), loglevel=a.loglevel)
+
+
+def cmd_produce(a: argparse.Namespace) -> int:
+    from streams.kafka_io import ensure_topics, produce
+
+    settings = _kafka_settings(a)
+    ensure_topics(settings)
+    if a.file:
+        from simulators.replay import EventFile, parse_mapping
+
+        f = EventFile(a.file, parse_mapping(a.mapping) if a.mapping else None, order=a.order)
+        total = f.count_rows()
+        events = (e for b in f.batches(10_000) for e in b.events)
+    else:
+        from simulators.transactions import SimConfig, simulate
+
+        sim = simulate(SimConfig(**_sim_kwargs(a)))
+        events = sim.events[: a.limit] if a.limit else sim.events
+        total = len(events)
+    t0 = time.perf_counter()
+    n = produce(settings, events, rate=a.rate, total=total, progress=not a.no_progress)
+    dt = time.perf_counter() - t0
+    print(f"produced {n:,} events to {settings.events_topic} in {dt:.1f}s ({n / max(dt, 1e-9):,.0f}/s)")
+    return 0
+
+
+def cmd_alerts(a: argparse.Namespace) -> int:
+    from streams.kafka_io import tail
+
+    tail(_kafka_settings(a), sys.stdout, fmt=a.format, from_beginning=a.from_beginning,
+         min_severity=a.severity, entity=a.entity, limit=a.limit, idle_timeout_s=a.idle_timeout)
+    return 0
+
+
+def cmd_feedback(a: argparse.Namespace) -> int:
+    from streams.alerts import Feedback
+    from streams.kafka_io import send_feedback
+
+    fb = Feedback(alert_id=a.alert_id, label=a.label, score=a.score, analyst=a.analyst, note=a.note, ts=time.time())
+    send_feedback(_kafka_settings(a), fb)
+    print(f"feedback sent: alert {a.alert_id} label {a.label}")
+    return 0
+
+
+def cmd_kafka(a: argparse.Namespace) -> int:
+    from riskgraph.broker import main as broker_main
+
+    return broker_main(a.kafka_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="riskgraph", description="Streaming risk and anomaly detection on "
                                 "temporal interaction graphs.", epilog=EPILOG)
@@ -128,6 +193,54 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true")
     _add_sim_args(d)
     d.set_defaults(func=cmd_demo)
+
+    w = sub.add_parser("worker", help="run a Faust worker: events -> engine -> alerts (Kafka)")
+    _add_kafka_args(w)
+    w.add_argument("--model", default=None, help="model artifact directory (hot-reloaded when it changes)")
+    w.add_argument("--state", default=None, help="RocksDB state directory (default ./state-data)")
+    w.add_argument("--batch-size", type=int, default=None, help="micro-batch size (default 1000)")
+    w.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9108; 0: off)")
+    w.add_argument("--partitions", type=int, default=None, help="partitions of topics the worker creates")
+    w.add_argument("--loglevel", default="warning")
+    w.set_defaults(func=cmd_worker)
+
+    pr = sub.add_parser("produce", help="send simulated traffic or a file into the events topic")
+    _add_kafka_args(pr)
+    pr.add_argument("--file", default=None, help="replay this file instead of simulating")
+    pr.add_argument("--map", dest="mapping", default=None, help="column mapping for --file")
+    pr.add_argument("--order", choices=("error", "sort", "allow"), default="error")
+    pr.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    pr.add_argument("--limit", type=int, default=None, help="send only the first N simulated events")
+    pr.add_argument("--no-progress", action="store_true")
+    _add_sim_args(pr)
+    pr.set_defaults(func=cmd_produce)
+
+    al = sub.add_parser("alerts", help="read the alerts topic")
+    al_sub = al.add_subparsers(dest="alerts_command", required=True)
+    t = al_sub.add_parser("tail", help="print alerts as they arrive")
+    _add_kafka_args(t)
+    t.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
+    t.add_argument("--format", choices=("table", "json"), default="table")
+    t.add_argument("--severity", choices=("low", "medium", "high", "critical"), default=None,
+                   help="only this severity and above")
+    t.add_argument("--entity", default=None, help="only alerts whose source or destination is this entity")
+    t.add_argument("--limit", type=int, default=None, help="stop after N alerts")
+    t.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
+    t.set_defaults(func=cmd_alerts)
+
+    fb = sub.add_parser("feedback", help="label an alert (1: risky, 0: false positive)")
+    _add_kafka_args(fb)
+    fb.add_argument("alert_id")
+    fb.add_argument("--label", type=int, choices=(0, 1), required=True)
+    fb.add_argument("--score", type=float, default=None, help="the alert's score (default: the worker looks it up)")
+    fb.add_argument("--analyst", default=None)
+    fb.add_argument("--note", default=None)
+    fb.set_defaults(func=cmd_feedback)
+
+    k = sub.add_parser("kafka", help="a local single-node Kafka broker: up | down | status | jars",
+                       add_help=False)
+    k.add_argument("kafka_args", nargs=argparse.REMAINDER)
+    k.set_defaults(func=cmd_kafka)
     return p
 
 

@@ -1,0 +1,243 @@
+"""The Faust worker: topics, agents, and the commit protocol around the Engine.
+
+Topics (names and partition counts from ``Settings``): ``events`` in (raw JSON bytes),
+``alerts`` out (keyed by source entity), ``events.dlq`` out (dead letters with raw bytes,
+reason, topic, partition and offset), ``feedback`` in (analyst labels).
+
+The ``score`` agent takes micro-batches with ``take_events(N, within=T)`` and, per
+partition in the batch:
+
+1. drops records below the partition's position in the RocksDB store (already
+   reflected in state: they come back after a crash because Kafka's committed offset
+   trails the store's);
+2. ``Engine.process`` (decode, state, features, score, decide) without committing;
+3. sends the alerts and dead letters and waits for the broker's acknowledgements;
+4. commits the store: node rows, detector and policy state and the partition's next
+   offset in one RocksDB write batch.
+
+Faust acknowledges the batch's messages only after that, so Kafka's committed offset
+never passes the store's. A crash between 3 and 4 replays the batch: the same alerts
+(same ids, same scores, the state being the same) are sent again; consumers that key
+on ``alert_id`` see no difference. SIGTERM lets the batch in flight finish (the send and
+commit are shielded from cancellation), so a graceful restart duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+import faust
+from faust.types import TP
+
+from streams.alerts import Feedback, decode_feedback, encode_alert
+from streams.engine import BatchResult, Engine
+from streams.events import DeadLetter
+from streams.metrics import EngineMetrics
+
+import msgspec
+
+log = logging.getLogger("riskgraph.worker")
+_dead_enc = msgspec.json.Encoder()
+
+
+def broker_credentials(settings: Any) -> Any:
+    """Faust credentials from the security settings (None for PLAINTEXT)."""
+    proto = settings.security_protocol.upper()
+    if proto == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if proto in ("SSL", "SASL_SSL"):
+        ssl_context = faust.ssl.create_default_context(
+            purpose=faust.ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None)
+        if settings.ssl_certfile:
+            ssl_context.load_cert_chain(settings.ssl_certfile, keyfile=settings.ssl_keyfile or None)
+    if proto.startswith("SASL"):
+        mech = settings.sasl_mechanism.upper() or "PLAIN"
+        if mech.startswith("SCRAM"):
+            return faust.auth.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
+                                              ssl_context=ssl_context, mechanism=mech)
+        return faust.auth.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
+                                          ssl_context=ssl_context)
+    return faust.auth.SSLCredentials(ssl_context)
+
+
+class Worker:
+    """Owns the Faust app, the Engine and the metrics of one worker process."""
+
+    def __init__(self, settings: Any, engine: Engine, metrics: EngineMetrics,
+                 model_loader: Callable[[str], Any] | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self.model_loader = model_loader
+        self._model_stamp = self._artifact_stamp()
+        self._recent: OrderedDict[str, float] = OrderedDict()  # alert_id -> score, for feedback
+        self._positions = dict(engine.store.positions())
+        self.app = faust.App(
+            settings.app_id,
+            broker=settings.broker,
+            broker_credentials=broker_credentials(settings),
+            value_serializer="raw",
+            key_serializer="raw",
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication,
+            web_enabled=False,
+            store="memory://",
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            stream_buffer_maxsize=max(4 * settings.batch_size, 4096),
+        )
+        s = settings
+        self.events_topic = self.app.topic(s.events_topic, partitions=s.partitions)
+        self.alerts_topic = self.app.topic(s.alerts_topic, partitions=s.partitions)
+        self.dlq_topic = self.app.topic(s.dlq_topic, partitions=s.partitions)
+        self.feedback_topic = self.app.topic(s.feedback_topic, partitions=1)
+        self.app.agent(self.events_topic, name="riskgraph.score")(self._score_agent)
+        self.app.agent(self.feedback_topic, name="riskgraph.feedback")(self._feedback_agent)
+        self.app.timer(interval=2.0)(self._watch_model)
+        metrics.model_info.labels(version=engine.model.version).set(1)
+        metrics.threshold.set(engine.policy.threshold)
+
+    # -- scoring ------------------------------------------------------------------
+
+    async def _score_agent(self, stream: Any) -> None:
+        s = self.settings
+        async for batch in stream.take_events(s.batch_size, within=s.batch_window_s):
+            by_tp: dict[TP, list[Any]] = {}
+            for ev in batch:
+                by_tp.setdefault(ev.message.tp, []).append(ev.message)
+            for tp, msgs in by_tp.items():
+                # the send + commit must not be cut by a shutdown: finish it, then stop
+                task = asyncio.ensure_future(self._handle(tp, msgs))
+                try:
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    await task
+                    raise
+
+    async def _handle(self, tp: TP, msgs: list[Any]) -> None:
+        key = f"{tp.topic}/{tp.partition}"
+        start = self._positions.get(key, 0)
+        fresh = [m for m in msgs if m.offset >= start]
+        skipped = len(msgs) - len(fresh)
+        if skipped:
+            self.metrics.events.labels(outcome="skipped_replayed").inc(skipped)
+        if not fresh:
+            return
+        t0 = time.perf_counter()
+        next_pos = fresh[-1].offset + 1
+        result = self.engine.process([m.value for m in fresh], topic=tp.topic, partition=tp.partition,
+                                     offsets=[m.offset for m in fresh], positions={key: next_pos},
+                                     commit=False)
+        await self._emit(result, fresh)
+        self.engine.flush()
+        self._positions[key] = next_pos
+        self._observe(result, fresh, tp, time.perf_counter() - t0)
+
+    async def _emit(self, result: BatchResult, msgs: list[Any]) -> None:
+        producer = self.app.producer
+        futs = []
+        for a in result.alerts:
+            futs.append(await producer.send(self.settings.alerts_topic, a.src.encode(), encode_alert(a),
+                                            None, None, None))
+            self._remember(a.alert_id, a.score)
+        for d in result.dead:
+            key = msgs[d.index].key if d.index is not None else None
+            futs.append(await producer.send(self.settings.dlq_topic, key, _dead_enc.encode(d), None, None, None))
+        if futs:
+            await asyncio.gather(*futs)  # the broker has them (acks=all) before the store commits
+
+    def _observe(self, result: BatchResult, msgs: list[Any], tp: TP, seconds: float) -> None:
+        m = self.metrics
+        now = time.time()
+        m.events.labels(outcome="scored").inc(result.n_valid)
+        if result.dead:
+            m.events.labels(outcome="dead_letter").inc(len(result.dead))
+            for d in result.dead:
+                m.dead_letters.labels(category=d.category).inc()
+        for a in result.alerts:
+            m.alerts.labels(severity=a.severity).inc()
+        if result.suppressed:
+            m.suppressed.inc(result.suppressed)
+        # end to end: the record's Kafka timestamp (set by the producer) to alert sent
+        idx_of = {e.id: i for i, e in zip(result.index, result.events)} if result.alerts else {}
+        for a in result.alerts:
+            i = idx_of.get(a.event_id)
+            if i is not None and msgs[i].timestamp:
+                m.end_to_end.observe(max(0.0, now - msgs[i].timestamp))
+        m.processing.observe(seconds)
+        m.inference.observe(result.timings.get("score", 0.0))
+        m.batch_size.observe(len(msgs))
+        m.threshold.set(self.engine.policy.threshold)
+        try:
+            hw = self.app.consumer.highwater(tp)
+            if hw is not None:
+                m.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, hw - msgs[-1].offset - 1))
+        except Exception:  # lag is informative only; a consumer in rebalance may not know it
+            pass
+
+    # -- feedback -----------------------------------------------------------------
+
+    def _remember(self, alert_id: str, score: float) -> None:
+        self._recent[alert_id] = score
+        if len(self._recent) > 100_000:
+            self._recent.popitem(last=False)
+
+    async def _feedback_agent(self, stream: Any) -> None:
+        path = Path(self.settings.state_dir) / "feedback.jsonl"
+        async for raw in stream:
+            try:
+                fb: Feedback = decode_feedback(raw)
+                if fb.label not in (0, 1):
+                    raise ValueError(f"label must be 0 or 1, got {fb.label}")
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+                d = DeadLetter(raw=bytes(raw or b""), reason=f"bad feedback: {exc}", category="invalid_value",
+                               topic=self.settings.feedback_topic, received_at=time.time())
+                await self.app.producer.send_and_wait(self.settings.dlq_topic, None, _dead_enc.encode(d),
+                                                      None, None, None)
+                self.metrics.dead_letters.labels(category="invalid_value").inc()
+                continue
+            score = fb.score if fb.score is not None else self._recent.get(fb.alert_id)
+            if score is not None:
+                self.engine.policy.apply_feedback(score, fb.label)
+                self.metrics.threshold.set(self.engine.policy.threshold)
+            # kept for the next training run, whether or not it moved the threshold
+            with open(path, "ab") as f:
+                f.write(json.dumps({**msgspec.to_builtins(fb), "score": score, "received_at": time.time()}).encode()
+                        + b"\n")
+            self.metrics.feedback.labels(label=str(fb.label)).inc()
+
+    # -- hot reload ---------------------------------------------------------------
+
+    def _artifact_stamp(self) -> float | None:
+        d = self.settings.model_dir
+        if not d:
+            return None
+        try:
+            return os.stat(Path(d) / "config.json").st_mtime
+        except FileNotFoundError:
+            return None
+
+    async def _watch_model(self) -> None:
+        stamp = self._artifact_stamp()
+        if stamp is None or stamp == self._model_stamp or self.model_loader is None:
+            return
+        try:
+            model = self.model_loader(self.settings.model_dir)
+        except Exception as exc:  # a half-written or bad artifact: keep serving the current one
+            log.warning("model reload from %s failed, keeping %s: %s", self.settings.model_dir,
+                        self.engine.model.version, exc)
+            return
+        self._model_stamp = stamp
+        old = self.engine.model.version
+        self.engine.swap_model(model)
+        self.metrics.model_info.labels(version=old).set(0)
+        self.metrics.model_info.labels(version=model.version).set(1)
+        log.info("model swapped: %s -> %s (from the next batch)", old, model.version)
