@@ -2,8 +2,10 @@
 
 Layout (see ARCHITECTURE.md, "Model artifact")::
 
-    DIR/config.json          version, detector config, policy (calibrated threshold), feature names
-    DIR/detector_state.bin   the detector's stream state after training (warm start)
+    DIR/config.json          version, detector config, policy (calibrated threshold), score
+                             combiner, feature names
+    DIR/detector_state.bin   the detector's initial stream state
+    DIR/tgn/                 the TGN (weights.pt, config.json, metrics.json), when there is one
     DIR/metrics.json         training/validation metrics (optional)
 
 >>> import tempfile
@@ -42,9 +44,16 @@ def save_model(model: ScoringModel, path: str | os.PathLike, metrics: Mapping[st
         "version": model.version,
         "detector": model.detector.to_config(),
         "policy": model.policy_config,
+        "combiner": model.combiner,
+        "tgn": None,
         "features": list(FEATURE_NAMES),
     }
     (out / "detector_state.bin").write_bytes(model.state_bytes())
+    if model.tgn is not None:
+        from models.tgn.artifact import save_tgn
+
+        save_tgn(model.tgn.model, out / "tgn")
+        cfg["tgn"] = "tgn"
     if metrics is not None:
         (out / "metrics.json").write_text(json.dumps(dict(metrics), indent=2))
     # config last: a reader that sees config.json sees a complete artifact
@@ -54,8 +63,9 @@ def save_model(model: ScoringModel, path: str | os.PathLike, metrics: Mapping[st
     return out
 
 
-def load_model(path: str | os.PathLike) -> ScoringModel:
-    """Load an artifact directory written by :func:`save_model`."""
+def load_model(path: str | os.PathLike, device: str | None = None) -> ScoringModel:
+    """Load an artifact directory written by :func:`save_model` (TGN on ``device``:
+    CUDA when available by default)."""
     p = Path(path)
     cfg_path = p / "config.json"
     if not cfg_path.is_file():
@@ -68,8 +78,17 @@ def load_model(path: str | os.PathLike) -> ScoringModel:
         raise ArtifactError(f"{cfg_path}: unsupported artifact format {cfg.get('format')!r} (expected {FORMAT})")
     if list(cfg.get("features", [])) != list(FEATURE_NAMES):
         raise ArtifactError(f"{cfg_path}: trained on a different feature catalogue than this version has")
-    model = ScoringModel(HalfSpaceTrees.from_config(cfg["detector"]), version=cfg["version"],
-                         policy_config=cfg.get("policy"))
+    tgn = None
+    if cfg.get("tgn"):
+        from models.tgn.artifact import TGNArtifactError, load_tgn
+        from models.tgn.runtime import TGNRuntime
+
+        try:
+            tgn = TGNRuntime(load_tgn(p / cfg["tgn"]).model, device=device, fold_on_write=True)
+        except TGNArtifactError as exc:
+            raise ArtifactError(str(exc)) from None
+    model = ScoringModel(HalfSpaceTrees.from_config(cfg["detector"]), tgn=tgn, combiner=cfg.get("combiner"),
+                         version=cfg["version"], policy_config=cfg.get("policy"))
     state = p / "detector_state.bin"
     if state.is_file():
         model.load_state_bytes(state.read_bytes())

@@ -1,9 +1,17 @@
 """What the Engine scores with: the feature detector, optionally a TGN, and how they combine.
 
 A ``ScoringModel`` is the in-memory form of a model artifact (``models.artifact``).
-It owns the detectors' stream state (saved with every micro-batch by the Engine),
-names its version (alerts carry it), and builds the alert policy with the
-artifact's calibrated threshold.
+It owns the detector's stream state (saved with every commit by the Engine), names
+its version (alerts carry it), and builds the alert policy with the artifact's
+calibrated threshold.
+
+Components, each in [0, 1] and reported separately by ``evaluate`` (ablation):
+``detector`` (Half-Space Trees over the squashed features), and with a TGN
+``tgn_risk`` (supervised event-risk decoder) and ``tgn_link`` (link surprise,
+1 - P(interaction), self-supervised). The final score is a logistic stack of the
+components' logits, fitted on held-out events by ``riskgraph train``
+(:func:`fit_combiner`); without a fitted stack it is the detector's score, or the
+mean of the available components.
 
 >>> import numpy as np
 >>> m = ScoringModel.default(seed=7)
@@ -17,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -25,30 +33,80 @@ from features.catalogue import N_FEATURES
 from models.hst import HalfSpaceTrees
 from models.policy import AlertPolicy
 
+if TYPE_CHECKING:  # torch stays out of the import path of detector-only models
+    from models.tgn.runtime import TGNRuntime
+    from state.store import GraphStore
+
 #: Policy of a model nobody calibrated yet: start at a threshold typical of Half-Space
 #: Trees' scores and let the online quantile tracker settle it at a 1 % alert rate.
 DEFAULT_POLICY: dict[str, Any] = {"threshold": 0.8, "target_alert_rate": 0.01}
+_EPS = 1e-6
 
 
 @dataclass
 class Scored:
     scores: np.ndarray  # float64[n], final combined score in [0, 1]
     components: dict[str, np.ndarray] = field(default_factory=dict)
+    neighbours: np.ndarray | None = None  # int64[n, 2, top_k] most attended neighbour ids (-1: none)
+    attention: np.ndarray | None = None  # float32[n, 2, top_k] their attention weights
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What a graph model needs of the batch beyond its feature rows."""
+
+    store: "GraphStore"
+    src_slot: np.ndarray
+    dst_slot: np.ndarray
+    ts: np.ndarray
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def combine(components: Mapping[str, np.ndarray], combiner: Mapping[str, Any] | None) -> np.ndarray:
+    """Final score from the components: logistic stack when fitted, else detector or mean."""
+    if combiner and combiner.get("kind") == "logistic":
+        z = np.full(len(next(iter(components.values()))), float(combiner["intercept"]))
+        for name, w in zip(combiner["inputs"], combiner["coef"]):
+            z += float(w) * _logit(components[name])
+        return 1.0 / (1.0 + np.exp(-z))
+    if combiner and combiner.get("kind") == "mean":
+        return np.mean(np.stack([components[n] for n in combiner["inputs"]]), axis=0)
+    if "detector" in components and len(components) == 1:
+        return components["detector"]
+    return np.mean(np.stack(list(components.values())), axis=0)
+
+
+def fit_combiner(components: Mapping[str, np.ndarray], labels: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Logistic regression of labels on the components' logits (class-balanced)."""
+    from sklearn.linear_model import LogisticRegression
+
+    names = sorted(components)
+    X = np.column_stack([_logit(components[n]) for n in names])
+    lr = LogisticRegression(class_weight="balanced", C=1.0, max_iter=1000, random_state=seed).fit(X, labels)
+    return {"kind": "logistic", "inputs": names, "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0])}
 
 
 class ScoringModel:
-    """Feature detector (+ later TGN) with a version and a policy configuration."""
+    """Feature detector, optional TGN runtime, their combination, version and policy."""
 
     def __init__(
         self,
         detector: HalfSpaceTrees,
         *,
+        tgn: "TGNRuntime | None" = None,
+        combiner: dict[str, Any] | None = None,
         version: str | None = None,
         policy_config: dict[str, Any] | None = None,
     ) -> None:
         if detector.n_features != N_FEATURES:
             raise ValueError(f"detector expects {detector.n_features} features, catalogue has {N_FEATURES}")
         self.detector = detector
+        self.tgn = tgn
+        self.combiner = combiner
         self.policy_config = dict(policy_config or DEFAULT_POLICY)
         self.version = version or self._fingerprint()
 
@@ -64,20 +122,40 @@ class ScoringModel:
     @property
     def mem_dim(self) -> int:
         """Width of the per-node model state this model keeps in the store (0: none)."""
-        return 0
+        return 0 if self.tgn is None else int(self.tgn.model.row_width)
 
     def _fingerprint(self) -> str:
-        cfg = json.dumps({"detector": self.detector.to_config(), "policy": self.policy_config},
-                         sort_keys=True, default=str)
-        return "hst-" + hashlib.blake2b(cfg.encode(), digest_size=6).hexdigest()
+        cfg = {"detector": self.detector.to_config(), "policy": self.policy_config, "combiner": self.combiner}
+        if self.tgn is not None:
+            from models.tgn.artifact import model_version
+
+            cfg["tgn"] = model_version(self.tgn.model)
+        text = json.dumps(cfg, sort_keys=True, default=str)
+        prefix = "hst-" if self.tgn is None else "tgn+hst-"
+        return prefix + hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
     def make_policy(self) -> AlertPolicy:
         return AlertPolicy.from_dict(self.policy_config)
 
-    def score(self, unit: np.ndarray, *, learn: bool = True) -> Scored:
-        """Scores of each row of squashed features, learning from them when ``learn``."""
+    def score(self, unit: np.ndarray, *, learn: bool = True, ctx: BatchContext | None = None) -> Scored:
+        """Scores of each row of squashed features, learning from them when ``learn``.
+
+        With a TGN, ``ctx`` is required: the runtime reads memory and neighbours from the
+        store's table, scores, then writes the batch ends' new memory into their rows.
+        """
         det = self.detector.score_learn_many(unit) if learn else self.detector.score_many(unit)
-        return Scored(scores=det, components={"detector": det})
+        comps = {"detector": det}
+        nbrs = attn = None
+        if self.tgn is not None:
+            if ctx is None:
+                raise ValueError("a TGN model needs the batch context (store and slots)")
+            store = ctx.store
+            out = self.tgn.score_batch(store.table, ctx.src_slot, ctx.dst_slot, ctx.ts, unit, store.peek_slots)
+            self.tgn.update_batch(store.table, out)  # peek_slots may have grown the table: read it again
+            comps["tgn_risk"] = out.risk
+            comps["tgn_link"] = out.link_surprise
+            nbrs, attn = out.top_ids, out.top_attn
+        return Scored(scores=combine(comps, self.combiner), components=comps, neighbours=nbrs, attention=attn)
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         return self.detector.contributions(x)

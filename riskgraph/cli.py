@@ -90,6 +90,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(a: argparse.Namespace) -> int:
+    from riskgraph.train import train_job
+
+    train_job(_settings(a), _file_spec(a), out_dir=a.out, epochs=a.epochs, val_fraction=a.val_fraction,
+              target_alert_rate=a.target_alert_rate, target_precision=a.target_precision, mem_dim=a.mem_dim,
+              emb_dim=a.emb_dim, k=a.neighbours, progress=not a.no_progress)
+    return 0
+
+
 def cmd_demo(a: argparse.Namespace) -> int:
     from riskgraph.demo import run_demo
 
@@ -187,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-fraction", type=float, default=None,
                    help="only evaluate the trailing fraction of the stream (the rest still builds state)")
     e.set_defaults(func=cmd_evaluate)
+
+    tr = sub.add_parser("train", help="train a TGN on an event log and write a model artifact")
+    _add_file_args(tr)
+    tr.add_argument("--out", required=True, help="artifact directory")
+    tr.add_argument("--epochs", type=int, default=5)
+    tr.add_argument("--val-fraction", type=float, default=0.2, help="chronological hold-out for early stopping, "
+                    "score stacking and threshold calibration")
+    tr.add_argument("--target-alert-rate", type=float, default=0.01)
+    tr.add_argument("--target-precision", type=float, default=None, help="calibrate to a precision instead")
+    tr.add_argument("--mem-dim", type=int, default=64)
+    tr.add_argument("--emb-dim", type=int, default=64)
+    tr.add_argument("--neighbours", type=int, default=10, help="temporal neighbours attended (k)")
+    tr.add_argument("--seed", type=int, default=None)
+    tr.set_defaults(func=cmd_train)
 
     d = sub.add_parser("demo", help="simulate -> score -> evaluate, embedded (no broker)")
     d.add_argument("--out", default="demo-out", help="output directory")

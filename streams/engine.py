@@ -17,7 +17,7 @@ engine per partition set, as Kafka partitions are the unit of parallelism.
 >>> import tempfile
 >>> from streams.events import Event, encode
 >>> from state.store import GraphStore
->>> from models.scoring import ScoringModel
+>>> from models.scoring import BatchContext, ScoringModel, Scored
 >>> d = tempfile.mkdtemp()
 >>> with GraphStore(d) as store:
 ...     eng = Engine(store, ScoringModel.default(seed=1))
@@ -42,7 +42,7 @@ from features.unit import to_unit
 from features.layout import Acc
 from models.hst import StateMismatchError
 from models.policy import AlertPolicy, alert_id
-from models.scoring import ScoringModel
+from models.scoring import BatchContext, ScoringModel, Scored
 from state.store import GraphStore
 from streams.alerts import Alert
 from streams.events import MAX_EVENT_BYTES, DeadLetter, Event, decode_batch
@@ -217,14 +217,16 @@ class Engine:
         tc = time.perf_counter()
         timings["features"] = tc - tb
 
-        scored = self.model.score(unit, learn=self.learn)
+        ctx = BatchContext(store, src_slot, dst_slot, ts) if self.model.tgn is not None else None
+        scored = self.model.score(unit, learn=self.learn, ctx=ctx)
+        table = store.table  # a graph model may have loaded neighbour rows (and grown the table)
         scores = scored.scores
         td = time.perf_counter()
         timings["score"] = td - tc
 
         update_entity_risk(table, src_slot, dst_slot, ts, scores)
         decision = self.policy.decide(scores, ts, src_slot, table.acc[:, Acc.LAST_ALERT_TS])
-        alerts = self._alerts(events, decision, scores, unit, raw, received)
+        alerts = self._alerts(events, decision, scored, unit, raw, received, src_slot, dst_slot)
         te = time.perf_counter()
         timings["decide"] = te - td
 
@@ -243,15 +245,19 @@ class Engine:
             timings=timings,
         )
 
-    def _alerts(self, events, decision, scores, unit, raw, received: float) -> list[Alert]:
+    def _alerts(self, events, decision, scored: Scored, unit, raw, received: float,
+                src_slot: np.ndarray, dst_slot: np.ndarray) -> list[Alert]:
         if len(decision.idx) == 0:
             return []
+        scores = scored.scores
         version = self.model.version
         out = []
         for j, i in enumerate(decision.idx.tolist()):
             ev = events[i]
             contrib = self.model.contributions(unit[i])
             reasons = self.policy.reasons(contrib, FEATURE_NAMES, raw[i], k=self.reasons_k)
+            if scored.neighbours is not None:
+                reasons.extend(self._neighbour_reasons(scored, i, (int(src_slot[i]), int(dst_slot[i])), ev.ts))
             out.append(
                 Alert(
                     alert_id=alert_id(ev.id, version),
@@ -269,6 +275,21 @@ class Engine:
                     amount=ev.amount,
                 )
             )
+        return out
+
+    def _neighbour_reasons(self, scored: Scored, i: int, slots: tuple[int, int], ts: float) -> list[dict]:
+        """The temporal neighbours that carried the most attention, for each end of event i."""
+        out = []
+        table = self.store.table
+        for side, name in ((0, "src"), (1, "dst")):
+            ids = scored.neighbours[i, side]
+            for nid, w in zip(ids.tolist(), scored.attention[i, side].tolist()):
+                if nid < 0:
+                    continue
+                ring = table.ring_nbr[slots[side]]
+                times = table.ring_ts[slots[side]][(ring == nid) & (table.ring_ts[slots[side]] < ts)]
+                out.append({"neighbour_of": name, "entity": self.store.external_id(nid),
+                            "time": float(times.max()) if times.size else None, "attention": round(float(w), 4)})
         return out
 
     def commit_if_due(self) -> bool:
