@@ -102,7 +102,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     from riskgraph.demo import run_demo
 
-    return run_demo(_settings(a), out_dir=a.out, sim_kwargs=_sim_kwargs(a), progress=not a.no_progress)
+    return run_demo(_settings(a), out_dir=a.out, sim_kwargs=_sim_kwargs(a), progress=not a.no_progress,
+                    train=not a.no_train, epochs=a.epochs)
 
 
 def _add_kafka_args(p: argparse.ArgumentParser) -> None:
@@ -214,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="simulate -> score -> evaluate, embedded (no broker)")
     d.add_argument("--out", default="demo-out", help="output directory")
     d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--no-train", action="store_true", help="skip the TGN: the unsupervised detector alone")
+    d.add_argument("--epochs", type=int, default=3, help="TGN training epochs (default 3)")
     _add_sim_args(d)
     d.set_defaults(func=cmd_demo)
 

@@ -160,6 +160,7 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
         m["typologies"] = typology_metrics(scores, labels, typ, threshold)
     if len(run.components) > 1:
         comps = {k: v[sl] for k, v in run.components.items()}
+        comps["final"] = scores
         m["components"] = ablation(comps, labels, typ, focus=("mule_chain", "collusion_ring"))
     return m
 
