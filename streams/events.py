@@ -34,6 +34,9 @@ TS_MAX: float = 4102444800.0
 #: Largest accepted encoded event, in bytes.
 MAX_EVENT_BYTES: int = 16 * 1024
 
+#: Largest accepted |amount|: keeps float32 neighbour rings and decayed sums finite.
+AMOUNT_MAX: float = 1e15
+
 EntityId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Timestamp = Annotated[float, msgspec.Meta(ge=TS_MIN, le=TS_MAX)]
 
@@ -46,7 +49,7 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     src: EntityId
     dst: EntityId
     kind: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    amount: float | None = None
+    amount: Annotated[float, msgspec.Meta(ge=-AMOUNT_MAX, le=AMOUNT_MAX)] | None = None
     features: Annotated[dict[str, float], msgspec.Meta(max_length=64)] | None = None
     label: Annotated[int, msgspec.Meta(ge=0, le=1)] | None = None
     attrs: Annotated[dict[str, Annotated[str, msgspec.Meta(max_length=256)]], msgspec.Meta(max_length=32)] | None = None
@@ -107,6 +110,8 @@ def _classify(msg: str, exc: Exception) -> str:
         return "non_finite"
     if msg.endswith("`$.ts`") and ("<=" in msg or ">=" in msg):
         return "ts_out_of_range"
+    if "<=" in msg or ">=" in msg:
+        return "invalid_value"
     if "Expected" in msg and ", got" in msg:
         return "wrong_type"
     return "invalid_value"
@@ -119,6 +124,8 @@ def _check_finite(ev: Event) -> None:
         raise EventError("non-finite number - at `$.ts`", "non_finite")
     if ev.amount is not None and not math.isfinite(ev.amount):
         raise EventError("non-finite number - at `$.amount`", "non_finite")
+    if ev.amount is not None and abs(ev.amount) > AMOUNT_MAX:
+        raise EventError(f"Expected |amount| <= {AMOUNT_MAX:g} - at `$.amount`", "invalid_value")
     if ev.features:
         for k, v in ev.features.items():
             if not math.isfinite(v):
@@ -202,6 +209,10 @@ def from_mapping(row: Mapping[str, Any]) -> Event:
     if isinstance(amt, float) and math.isnan(amt):
         # an empty CSV cell reads as NaN: the event simply has no amount
         data["amount"] = None
+    for key in ("ts", "amount"):
+        v = data.get(key)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise EventError(f"non-finite number - at `$.{key}`", "non_finite")
     try:
         ev = msgspec.convert(data, Event, strict=False)
     except msgspec.ValidationError as exc:
