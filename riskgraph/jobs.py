@@ -191,7 +191,9 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
     metrics["model_version"] = model.version
     metrics["wall_seconds"] = time.perf_counter() - t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    comps = run.components or {"score": run.scores}
+    comps = dict(run.components) if len(run.components) > 1 else {"score": run.scores}
+    if len(run.components) > 1:
+        comps["final"] = run.scores
     plot_curves(comps, run.labels, out / "roc_pr.png")
     plot_scores(run.scores, run.labels, threshold, out / "scores.png", run.typology)
     plot_throughput(run.batch_sizes, run.batch_seconds, run.batch_wall, out / "throughput.png")
