@@ -53,11 +53,13 @@ True
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import random
 import struct
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -216,6 +218,19 @@ def build_structure(n_features: int, n_trees: int, height: int, seed: int) -> tu
 # -- the detector -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class References:
+    """Reference masses a batch was scored against: rows ``starts[j]`` up to the next start
+    read ``masses[j]`` (see :meth:`HalfSpaceTrees.score_learn_many_traced`)."""
+
+    starts: tuple[int, ...]
+    masses: tuple[np.ndarray, ...]
+
+    def for_row(self, i: int) -> np.ndarray:
+        return self.masses[bisect.bisect_right(self.starts, i) - 1]
+
+
+
 class HalfSpaceTrees:
     """Half-Space Trees over float rows in [0, 1]; implements ``models.protocol.Scorer``.
 
@@ -324,7 +339,36 @@ class HalfSpaceTrees:
                           self.height, self.window_size, self.size_limit, self.max_score, out)
         return out
 
-    def contributions(self, x: np.ndarray) -> np.ndarray:
+    def score_learn_many_traced(self, X: np.ndarray) -> tuple[np.ndarray, "References"]:
+        """:meth:`score_learn_many`, plus the reference masses each row was scored against.
+
+        A window pivot inside the batch changes the reference, so explaining row ``i``
+        after the batch with the current masses would depend on where the batch was cut.
+        Passing ``refs.for_row(i)`` to :meth:`contributions` explains the score as it was
+        computed, whatever the batch boundaries (one copy of the masses per pivot).
+
+        >>> hst = HalfSpaceTrees(n_features=2, n_trees=3, height=3, window_size=4, seed=0)
+        >>> X = np.linspace(0.05, 0.95, 22).reshape(11, 2)
+        >>> s, refs = hst.score_learn_many_traced(X)
+        >>> refs.starts  # rows 0-3 read the empty reference, 4-7 the first window, 8-10 the second
+        (0, 4, 8)
+        """
+        X = self._rows(X)
+        n = X.shape[0]
+        out = np.empty(n, np.float64)
+        starts: list[int] = []
+        masses: list[np.ndarray] = []
+        i = 0
+        while i < n:
+            m = min(n - i, self.window_size - int(self._ctr[0]))  # rows until the next pivot
+            starts.append(i)
+            masses.append(self._r_mass.copy())
+            _score_learn_rows(X[i:i + m], self._feat, self._thr, self._l_mass, self._r_mass, self._ctr,
+                              self.height, self.window_size, self.size_limit, self.max_score, out[i:i + m])
+            i += m
+        return out, References(tuple(starts), tuple(masses))
+
+    def contributions(self, x: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
         """Per-feature shares of how isolated ``x`` is, summing to 1 (all 0 if it is not).
 
         Along ``x``'s scoring path in every tree (the nodes the score reads), the split
@@ -334,9 +378,15 @@ class HalfSpaceTrees:
         ``log((root + 1) / (end + 1))``, so the shares split the whole isolation of ``x``
         among the features, deterministically. All zeros during the first window, or when
         every split on the paths kept the full mass.
+
+        ``reference`` (from :meth:`score_learn_many_traced`) replaces the current
+        reference masses, to explain a score computed before a later window pivot.
         """
+        r_mass = self._r_mass if reference is None else reference
+        if r_mass.shape != self._r_mass.shape:
+            raise ValueError(f"reference masses of shape {r_mass.shape}, expected {self._r_mass.shape}")
         out = np.zeros(self.n_features, np.float64)
-        _contributions(self._row(x), self._feat, self._thr, self._r_mass, self.height,
+        _contributions(self._row(x), self._feat, self._thr, r_mass, self.height,
                        self.size_limit, out)
         return out
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from features.catalogue import N_FEATURES
-from models.hst import HalfSpaceTrees
+from models.hst import HalfSpaceTrees, References
 from models.policy import AlertPolicy
 
 if TYPE_CHECKING:  # torch stays out of the import path of detector-only models
@@ -49,6 +49,11 @@ class Scored:
     components: dict[str, np.ndarray] = field(default_factory=dict)
     neighbours: np.ndarray | None = None  # int64[n, 2, top_k] most attended neighbour ids (-1: none)
     attention: np.ndarray | None = None  # float32[n, 2, top_k] their attention weights
+    references: "References | None" = None  # the detector masses each row was scored against
+
+    def reference(self, i: int) -> np.ndarray | None:
+        """The detector's reference masses row ``i`` was scored against (None: the current ones)."""
+        return None if self.references is None else self.references.for_row(i)
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,11 @@ class ScoringModel:
         With a TGN, ``ctx`` is required: the runtime reads memory and neighbours from the
         store's table, scores, then writes the batch ends' new memory into their rows.
         """
-        det = self.detector.score_learn_many(unit) if learn else self.detector.score_many(unit)
+        refs = None
+        if learn:  # keep what each row was scored against, so reasons do not depend on batch cuts
+            det, refs = self.detector.score_learn_many_traced(unit)
+        else:
+            det = self.detector.score_many(unit)
         comps = {"detector": det}
         nbrs = attn = None
         if self.tgn is not None:
@@ -155,10 +164,12 @@ class ScoringModel:
             comps["tgn_risk"] = out.risk
             comps["tgn_link"] = out.link_surprise
             nbrs, attn = out.top_ids, out.top_attn
-        return Scored(scores=combine(comps, self.combiner), components=comps, neighbours=nbrs, attention=attn)
+        return Scored(scores=combine(comps, self.combiner), components=comps, neighbours=nbrs, attention=attn,
+                      references=refs)
 
-    def contributions(self, x: np.ndarray) -> np.ndarray:
-        return self.detector.contributions(x)
+    def contributions(self, x: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+        """Per-feature shares of the detector's score of ``x`` (see ``Scored.reference``)."""
+        return self.detector.contributions(x, reference)
 
     def state_bytes(self) -> bytes:
         return self.detector.state_bytes()

@@ -254,7 +254,7 @@ class Engine:
         out = []
         for j, i in enumerate(decision.idx.tolist()):
             ev = events[i]
-            contrib = self.model.contributions(unit[i])
+            contrib = self.model.contributions(unit[i], scored.reference(i))
             reasons = self.policy.reasons(contrib, FEATURE_NAMES, raw[i], k=self.reasons_k)
             if scored.neighbours is not None:
                 reasons.extend(self._neighbour_reasons(scored, i, (int(src_slot[i]), int(dst_slot[i])), ev.ts))
