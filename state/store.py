@@ -383,13 +383,18 @@ class GraphStore:
         """Flush RocksDB's memtables to disk (committed data only; commits are durable without it)."""
         self._check_open().flush()
 
-    def close(self) -> None:
-        """Close the database. Changes since the last commit are discarded (as in a crash)."""
+    def close(self, *, failing: bool = False) -> None:
+        """Close the database. Changes since the last commit are discarded (as in a crash).
+
+        Discarding is logged as a warning, or at debug level when ``failing`` (closing
+        because of an exception, which already says what went wrong).
+        """
         if self._db is None:
             return
         n_dirty, n_new = self.n_dirty, self._ids.n_pending
         if n_dirty or n_new:
-            log.warning("closing graph store %s: discarding %d uncommitted rows and %d new ids",
+            log.log(logging.DEBUG if failing else logging.WARNING,
+                    "closing graph store %s: discarding %d uncommitted rows and %d new ids",
                         self.path, n_dirty, n_new)
         self._db.close()
         self._db = None
@@ -397,8 +402,8 @@ class GraphStore:
     def __enter__(self) -> "GraphStore":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(failing=exc_type is not None)
 
     def __repr__(self) -> str:
         state = "closed" if self._db is None else f"{self.node_count} nodes, {self._rows.n_resident} resident"

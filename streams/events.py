@@ -151,7 +151,13 @@ def decode_batch(
     offsets: Sequence[int] | None = None,
     max_bytes: int = MAX_EVENT_BYTES,
 ) -> DecodedBatch:
-    """Decode a micro-batch; invalid records become dead letters, never exceptions."""
+    """Decode a micro-batch; invalid records become dead letters, never exceptions.
+
+    ``offsets``, when given, must hold one offset per value (ValueError otherwise): a
+    dead letter carries the offset of its own record.
+    """
+    if offsets is not None and len(offsets) != len(values):
+        raise ValueError(f"offsets must align with values: {len(offsets)} offsets for {len(values)} values")
     events: list[Event] = []
     index: list[int] = []
     dead: list[DeadLetter] = []
@@ -227,14 +233,15 @@ def validate(ev: Event) -> Event:
 
     Constructing a ``Event(...)`` directly skips msgspec's checks; this applies them.
     """
+    try:  # first: a NaN time is not "out of range", it is not a number
+        _check_finite(ev)
+    except TypeError:
+        pass  # not a number at all: msgspec's check below names the field and the type
     try:
         msgspec.convert(msgspec.to_builtins(ev), Event)
     except msgspec.ValidationError as exc:
         msg = str(exc)
         raise EventError(msg, _classify(msg, exc)) from None
-    except TypeError as exc:  # NaN/inf cannot even be converted
-        raise EventError(str(exc), "non_finite") from None
-    _check_finite(ev)
     return ev
 
 

@@ -104,7 +104,8 @@ def run_batches(
         for b in batches:
             consumed += len(b.events) + len(b.dead)
             t0 = time.perf_counter()
-            r = engine.process_events(b.events, positions={position_key: consumed})
+            # commit only once the batch's alerts are written: a crash in between replays it
+            r = engine.process_events(b.events, positions={position_key: consumed}, commit=False)
             t1 = time.perf_counter()
             n = r.n_valid
             sizes.append(n)
@@ -124,6 +125,9 @@ def run_batches(
             if alerts_out is not None:
                 for a in r.alerts:
                     alerts_out.write(encode_alert(a) + b"\n")
+                if r.alerts:
+                    alerts_out.flush()
+            engine.commit_if_due()
             bar.update(n + len(b.dead))
             if progress and r.alerts:
                 bar.set_postfix(alerts=len(alerts), refresh=False)
