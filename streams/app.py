@@ -192,17 +192,23 @@ class Worker:
 
     async def _feedback_agent(self, stream: Any) -> None:
         path = Path(self.settings.state_dir) / "feedback.jsonl"
-        async for raw in stream:
+        async for event in stream.events():
+            raw, msg = event.value, event.message
             try:
+                if raw is None:
+                    raise ValueError("record is empty (null value)")
                 fb: Feedback = decode_feedback(raw)
                 if fb.label not in (0, 1):
                     raise ValueError(f"label must be 0 or 1, got {fb.label}")
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                d = DeadLetter(raw=bytes(raw or b""), reason=f"bad feedback: {exc}", category="invalid_value",
-                               topic=self.settings.feedback_topic, received_at=time.time())
-                await self.app.producer.send_and_wait(self.settings.dlq_topic, None, _dead_enc.encode(d),
+                not_json = isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError)
+                cat = "malformed_json" if raw is None or not_json else "invalid_value"
+                d = DeadLetter(raw=bytes(raw or b""), reason=f"bad feedback: {exc}", category=cat,
+                               topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                               received_at=time.time())
+                await self.app.producer.send_and_wait(self.settings.dlq_topic, msg.key, _dead_enc.encode(d),
                                                       None, None, None)
-                self.metrics.dead_letters.labels(category="invalid_value").inc()
+                self.metrics.dead_letters.labels(category=cat).inc()
                 continue
             score = fb.score if fb.score is not None else self._recent.get(fb.alert_id)
             if score is not None:
