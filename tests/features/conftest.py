@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from features.layout import RING, Acc, NodeArrays, init_rows
-from twins import Node, twin_state
+from .twins import Node, twin_state
 
 # Rounding differs between the kernels (stepwise decay, Welford) and the twins (sums
 # recomputed from history, exact statistics); these bounds are far above it and far below

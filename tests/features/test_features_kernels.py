@@ -18,7 +18,7 @@ from features.catalogue import FEATURE_INDEX as F
 from features.catalogue import N_FEATURES, NEVER_LOG_S
 from features.kernels import _LAYOUT, _baked_layout, compute_features
 from features.layout import HALF_LIVES, IN, OUT, RING, Acc, NodeArrays, init_rows
-from twins import twin_batch
+from .twins import twin_batch
 
 TABLE_FIELDS = ("acc", "ring_nbr", "ring_ts", "ring_amt", "ring_dir", "ring_n")
 

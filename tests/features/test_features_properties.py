@@ -10,7 +10,7 @@ from features.catalogue import FEATURE_NAMES
 from features.kernels import compute_features
 from features.risk import entity_risk, update_entity_risk
 from features.unit import to_unit
-from twins import twin_batch, twin_risk, twin_update_risk
+from .twins import twin_batch, twin_risk, twin_update_risk
 
 AMT_SUMS = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith(("src_out_amt", "dst_in_amt"))]
 OTHERS = [i for i in range(len(FEATURE_NAMES)) if i not in AMT_SUMS]

@@ -9,7 +9,7 @@ import pytest
 
 from features.layout import Acc
 from features.risk import RISK_HALF_LIFE, entity_risk, update_entity_risk
-from twins import twin_risk, twin_update_risk
+from .twins import twin_risk, twin_update_risk
 
 
 def test_decayed_max_by_hand(table) -> None:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from features.catalogue import FEATURE_NAMES, FEATURES, N_FEATURES, SQUASHES, FeatureSpec
 from features.unit import to_unit
-from twins import twin_to_unit
+from .twins import twin_to_unit
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 
