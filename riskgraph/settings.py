@@ -46,6 +46,7 @@ class Settings:
     # -- micro-batching -------------------------------------------------------
     batch_size: int = 1000  # events per micro-batch (Faust take(N, within=T))
     batch_window_s: float = 0.05  # the T of take(N, within=T): latency bound of a partial batch
+    event_loop: str = "uvloop"  # "uvloop" (faster asyncio, Linux/macOS) or "asyncio"
     # -- engine ---------------------------------------------------------------
     state_dir: str = "./state-data"  # RocksDB store (one per worker)
     model_dir: str = ""  # model artifact directory; empty: the built-in unsupervised detector

@@ -26,6 +26,7 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
     from streams.kafka_io import ensure_topics
     from streams.metrics import EngineMetrics
 
+    use_event_loop(settings.event_loop)
     logging.basicConfig(level=getattr(logging, loglevel.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     model = load_scoring_model(settings)
@@ -48,3 +49,23 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
     finally:
         store.close()  # the engine committed every delivered batch; nothing else is pending
     return 0
+
+
+def use_event_loop(name: str) -> None:
+    """Make ``name`` ("uvloop" or "asyncio") the event loop Faust runs on.
+
+    uvloop cuts the cost of the tasks and futures Faust creates for every record
+    (about a quarter more events/s per worker, ``benchmarks/bench_kafka.py``).
+    """
+    if name == "asyncio":
+        return
+    if name != "uvloop":
+        raise ValueError(f"RISKGRAPH_EVENT_LOOP must be 'uvloop' or 'asyncio', got {name!r}")
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        raise ValueError("RISKGRAPH_EVENT_LOOP=uvloop but uvloop is not installed "
+                         "(pip install uvloop, or set RISKGRAPH_EVENT_LOOP=asyncio)") from None
+    import mode.loop
+
+    mode.loop.use("uvloop")

@@ -1,0 +1,400 @@
+"""One Faust worker against a real Kafka broker: throughput, latency, and the embedded reference.
+
+(a) **Sustained throughput**: ``--events`` simulated events are loaded into a fresh topic
+    first, then one worker (``python -m riskgraph.cli worker``, a real subprocess) starts
+    on an empty state; events/s from the first scored event to the last, by polling its
+    /metrics (``riskgraph_events_total{outcome="scored"}``) every 20 ms.
+(b) **Latency at a fixed offered rate**: a fresh worker; a paced producer sends
+    ``--rate`` events/s for ``--duration`` s; a consumer of the alerts topic (its own
+    process, so it does not share a GIL with the producer) notes when each alert arrives.
+    Latency = alert received minus the event's send time (one clock: same host). Only
+    events that raise an alert can be timed (about 1 %); their batch-mates wait as long.
+(c) **Embedded reference**: ``streams.engine.Engine`` (``commit_every=1``, as the worker)
+    over the same JSON bytes in micro-batches of the worker's size, no Kafka.
+
+Where the time goes comes from the worker's own histograms: engine + send + commit time
+per batch (``batch_processing_seconds``), scoring (``model_inference_seconds``), records
+per batch (``batch_size_events``), producer timestamp to alert sent (``end_to_end``).
+
+Uses the broker at ``--bootstrap`` or starts one (riskgraph.broker.LocalBroker) on free
+loopback ports in a temporary directory. Seeded; prints one JSON object.
+
+Run:  .venv/bin/python benchmarks/bench_kafka.py [--bootstrap HOST:PORT] [--events 100000]
+          [--rate 5000] [--duration 30] [--batch-size 1000] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO))
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from riskgraph.broker import LocalBroker, free_ports  # noqa: E402
+from riskgraph.settings import Settings  # noqa: E402
+from simulators.transactions import SimConfig, simulate  # noqa: E402
+from streams.events import Event, encode  # noqa: E402
+
+SEED = 7
+EVENTS_PER_PERSON_DAY = 1.35  # what the simulator produces, roughly: sizes the world
+
+
+# -- a worker subprocess ---------------------------------------------------------------------
+
+
+class Worker:
+    """``riskgraph worker`` with its own topics, group, state and metrics port."""
+
+    def __init__(self, bootstrap: str, workdir: Path, tag: str, batch_size: int) -> None:
+        sfx = f"{tag}-{uuid.uuid4().hex[:8]}"
+        self.port = free_ports(1)[0]
+        self.env = {
+            "RISKGRAPH_BROKER": f"kafka://{bootstrap}",
+            "RISKGRAPH_EVENTS_TOPIC": f"bench-events-{sfx}",
+            "RISKGRAPH_ALERTS_TOPIC": f"bench-alerts-{sfx}",
+            "RISKGRAPH_DLQ_TOPIC": f"bench-dlq-{sfx}",
+            "RISKGRAPH_FEEDBACK_TOPIC": f"bench-feedback-{sfx}",
+            "RISKGRAPH_APP_ID": f"bench-app-{sfx}",
+            "RISKGRAPH_STATE_DIR": str(workdir / f"state-{sfx}"),
+            "RISKGRAPH_METRICS_PORT": str(self.port),
+            "RISKGRAPH_BATCH_SIZE": str(batch_size),
+        }
+        self.settings = Settings.from_env(self.env)
+        self.log = workdir / f"worker-{sfx}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RISKGRAPH_")}
+        env.update(self.env, PYTHONPATH=str(REPO))
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "riskgraph.cli", "worker", "--loglevel", "warning"],
+                                         env=env, cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT)
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): float(s.value)
+                for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+    def scored(self, m: dict | None = None) -> float:
+        m = self.metrics() if m is None else m
+        return m.get(("riskgraph_events_total", (("outcome", "scored"),)), 0.0)
+
+    def wait(self, what: str, predicate, timeout: float, interval: float = 0.05) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited while waiting for {what}:\n{self.log.read_text()[-4000:]}")
+            try:
+                m = self.metrics()
+                if predicate(m):
+                    return m
+            except OSError:
+                pass
+            time.sleep(interval)
+        raise RuntimeError(f"timed out waiting for {what}:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def histogram(m: dict, name: str) -> dict[str, Any]:
+    """count, sum, mean and bucket-interpolated p50/p99 of one worker histogram."""
+    buckets = sorted(((float(dict(lbl)["le"]), v) for (n, lbl), v in m.items() if n == f"{name}_bucket"),
+                     key=lambda b: b[0])
+    count = m.get((f"{name}_count", ()), 0.0)
+    total = m.get((f"{name}_sum", ()), 0.0)
+
+    def q(p: float) -> float | None:
+        if not count:
+            return None
+        target, prev_le, prev_c = p * count, 0.0, 0.0
+        for le, c in buckets:
+            if c >= target:
+                if le == float("inf"):
+                    return prev_le
+                return prev_le + (le - prev_le) * (target - prev_c) / max(c - prev_c, 1e-12)
+            prev_le, prev_c = le, c
+        return None
+
+    return {"count": count, "sum": round(total, 4), "mean": round(total / count, 6) if count else None,
+            "p50": q(0.5), "p99": q(0.99)}
+
+
+# -- producing and consuming ------------------------------------------------------------------
+
+
+def preload(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> float:
+    from kafka import KafkaProducer
+
+    t0 = time.perf_counter()
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=1 << 20,
+                      max_in_flight_requests_per_connection=1)
+    try:
+        for k, v in records:
+            p.send(topic, key=k, value=v)
+        p.flush(timeout=120)
+    finally:
+        p.close()
+    return time.perf_counter() - t0
+
+
+def paced_send(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], ids: list[str],
+               rate: float) -> tuple[dict[str, float], float]:
+    """Send at ``rate``/s on a fixed schedule; returns event id -> send time and the achieved rate."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1, max_in_flight_requests_per_connection=1)
+    sent: dict[str, float] = {}
+    try:
+        start = time.perf_counter()
+        wall0 = time.time() - start  # one clock for send and receive times: time.time() via perf_counter
+        for i, (k, v) in enumerate(records):
+            ahead = start + i / rate - time.perf_counter()
+            if ahead > 0.0005:
+                time.sleep(ahead)
+            sent[ids[i]] = wall0 + time.perf_counter()
+            p.send(topic, key=k, value=v)
+        elapsed = time.perf_counter() - start
+        p.flush(timeout=60)
+    finally:
+        p.close()
+    return sent, len(records) / elapsed
+
+
+def _alerts_reader(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) -> None:
+    """In a child process: (event id, receive time) of every alert until ``stop`` is set."""
+    import msgspec
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                      fetch_max_wait_ms=5, enable_auto_commit=False)
+    dec = msgspec.json.Decoder()
+    got: list[tuple[str, float]] = []
+    try:
+        c.poll(timeout_ms=100)  # join: metadata and assignment before the clock starts
+        ready.set()
+        idle_since = None
+        while True:
+            batches = c.poll(timeout_ms=20)
+            now = time.time()
+            for recs in batches.values():
+                for r in recs:
+                    got.append((dec.decode(r.value)["event_id"], now))
+            if stop.is_set():
+                idle_since = idle_since or time.monotonic()
+                if batches:
+                    idle_since = time.monotonic()
+                if time.monotonic() - idle_since > 2.0:
+                    break
+    finally:
+        c.close()
+        out.send(got)
+        out.close()
+
+
+# -- the three measurements -------------------------------------------------------------------
+
+
+def bench_throughput(bootstrap: str, workdir: Path, records: list[tuple[bytes, bytes]], batch_size: int) -> dict:
+    from streams.kafka_io import ensure_topics
+
+    w = Worker(bootstrap, workdir, "tput", batch_size)
+    ensure_topics(w.settings)
+    load_s = preload(bootstrap, w.settings.events_topic, records)
+    n = len(records)
+    w.start()
+    try:
+        t_start = time.perf_counter()
+        first = w.wait("the first scored event", lambda m: w.scored(m) > 0, timeout=120, interval=0.02)
+        t_first, n_first = time.perf_counter(), w.scored(first)
+        last = w.wait(f"{n} scored events", lambda m: w.scored(m) >= n, timeout=600, interval=0.02)
+        t_last = time.perf_counter()
+    finally:
+        w.stop()
+    rate = (n - n_first) / (t_last - t_first)
+    proc = histogram(last, "riskgraph_batch_processing_seconds")
+    return {
+        "worker_events_per_second": round(rate, 1),
+        "events": n,
+        "preload_seconds": round(load_s, 2),
+        "startup_to_first_scored_s": round(t_first - t_start, 2),
+        "first_to_last_scored_s": round(t_last - t_first, 3),
+        "batches": proc["count"],
+        "mean_batch_events": round(n / proc["count"], 1) if proc["count"] else None,
+        # the engine + send + commit share of the wall time; the rest is Faust, aiokafka, polling
+        "batch_processing_share_of_wall": round(proc["sum"] / (t_last - t_first), 3),
+        "batch_processing_seconds": proc,
+        "model_inference_seconds": histogram(last, "riskgraph_model_inference_seconds"),
+        "alerts": sum(v for (nm, _), v in last.items() if nm == "riskgraph_alerts_total"),
+    }
+
+
+def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, bytes]], ids: list[str],
+                  batch_size: int, rate: float, warmup: int) -> dict:
+    from streams.kafka_io import ensure_topics
+
+    w = Worker(bootstrap, workdir, "lat", batch_size)
+    ensure_topics(w.settings)
+    w.start()
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    recv_end, send_end = ctx.Pipe(duplex=False)
+    reader = ctx.Process(target=_alerts_reader, args=(bootstrap, w.settings.alerts_topic, ready, stop, send_end))
+    reader.start()
+    try:
+        # warm up: the worker has joined its group and scored, the detector is past its first window
+        preload(bootstrap, w.settings.events_topic, records[:warmup])
+        w.wait("the warm-up events", lambda m: w.scored(m) >= warmup, timeout=120)
+        if not ready.wait(60):
+            raise RuntimeError("the alerts reader did not start")
+        base = w.metrics()
+        sent, achieved = paced_send(bootstrap, w.settings.events_topic, records[warmup:], ids[warmup:], rate)
+        total = len(records)
+        end = w.wait("the paced events", lambda m: w.scored(m) >= total, timeout=120)
+        stop.set()
+        got = recv_end.recv()
+        reader.join(30)
+    finally:
+        stop.set()
+        if reader.is_alive():
+            reader.terminate()
+        w.stop()
+    lat = np.array([(t - sent[e]) * 1e3 for e, t in got if e in sent])
+    n_alerts_paced = int(len(lat))
+    # worker-side end_to_end (producer timestamp to alert sent), paced part only
+    e2e = {k: v - base.get(k, 0.0) for k, v in end.items() if k[0].startswith("riskgraph_end_to_end")}
+    proc = {k: v - base.get(k, 0.0) for k, v in end.items() if k[0].startswith("riskgraph_batch_")}
+    sizes = histogram(proc, "riskgraph_batch_size_events")
+    return {
+        "offered_rate": rate,
+        "achieved_send_rate": round(achieved, 1),
+        "paced_events": len(records) - warmup,
+        "timed_alerts": n_alerts_paced,
+        "latency_p50_ms": round(float(np.percentile(lat, 50)), 2) if n_alerts_paced else None,
+        "latency_p90_ms": round(float(np.percentile(lat, 90)), 2) if n_alerts_paced else None,
+        "latency_p99_ms": round(float(np.percentile(lat, 99)), 2) if n_alerts_paced else None,
+        "latency_max_ms": round(float(lat.max()), 2) if n_alerts_paced else None,
+        "worker_end_to_end_seconds": histogram(e2e, "riskgraph_end_to_end_latency_seconds"),
+        "worker_batch_processing_seconds": histogram(proc, "riskgraph_batch_processing_seconds"),
+        "worker_mean_batch_events": round(sizes["mean"], 1) if sizes["mean"] else None,
+    }
+
+
+def bench_embedded(values: list[bytes], batch_size: int) -> dict:
+    from models.scoring import ScoringModel
+    from state.store import GraphStore
+    from streams.engine import Engine
+
+    def run(vals: list[bytes]) -> float:
+        d = tempfile.mkdtemp(prefix="bench-kafka-embedded-")
+        try:
+            with GraphStore(d) as store:
+                eng = Engine(store, ScoringModel.default(seed=0), commit_every=1)
+                t0 = time.perf_counter()
+                for i in range(0, len(vals), batch_size):
+                    chunk = vals[i:i + batch_size]
+                    eng.process(chunk, topic="events", partition=0, offsets=range(i, i + len(chunk)),
+                                positions={"events/0": i + len(chunk)})
+                return time.perf_counter() - t0
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    run(values[: 2 * batch_size])  # numba caches, imports
+    secs = run(values)
+    return {"embedded_events_per_second": round(len(values) / secs, 1), "embedded_seconds": round(secs, 3)}
+
+
+def simulate_records(n: int, seed: int) -> tuple[list[tuple[bytes, bytes]], list[str]]:
+    days = 7
+    persons = int(n / (EVENTS_PER_PERSON_DAY * days) * 1.15) + 500
+    while True:
+        events: list[Event] = simulate(SimConfig(seed=seed, n_persons=persons, n_merchants=max(200, persons // 15),
+                                                 days=days)).events
+        if len(events) >= n:
+            break
+        persons = int(persons * 1.3)
+    events = events[:n]
+    return [(e.src.encode(), encode(e)) for e in events], [e.id for e in events]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bootstrap", default=None, help="an existing broker (default: start one on free ports)")
+    ap.add_argument("--events", type=int, default=100_000, help="events pre-loaded for the throughput run")
+    ap.add_argument("--rate", type=float, default=5000.0, help="offered rate of the latency run (events/s)")
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of the latency run")
+    ap.add_argument("--warmup", type=int, default=2000, help="events before the paced part of the latency run")
+    ap.add_argument("--batch-size", type=int, default=Settings().batch_size, help="worker micro-batch size")
+    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--skip", nargs="*", default=[], choices=("throughput", "latency", "embedded"))
+    ap.add_argument("--out", default=None, help="also write the JSON here")
+    a = ap.parse_args(argv)
+
+    n_lat = a.warmup + int(a.rate * a.duration)
+    records, ids = simulate_records(max(a.events, n_lat), a.seed)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
+    broker = None
+    result: dict[str, Any] = {"seed": a.seed, "batch_size": a.batch_size, "python": platform.python_version(),
+                              "cpus": os.cpu_count(), "load_avg_before": os.getloadavg()}
+    try:
+        bootstrap = a.bootstrap
+        if bootstrap is None:
+            port, ctl = free_ports(2)
+            broker = LocalBroker(workdir / "kafka", port=port, controller_port=ctl)
+            broker.up(timeout=120)
+            bootstrap = broker.bootstrap
+        result["broker"] = "given" if a.bootstrap else "started (riskgraph.broker.LocalBroker)"
+        if "embedded" not in a.skip:
+            result.update(bench_embedded([v for _, v in records[: a.events]], a.batch_size))
+        if "throughput" not in a.skip:
+            result["throughput"] = bench_throughput(bootstrap, workdir, records[: a.events], a.batch_size)
+            result["worker_events_per_second"] = result["throughput"]["worker_events_per_second"]
+        if "latency" not in a.skip:
+            result["latency"] = bench_latency(bootstrap, workdir, records[:n_lat], ids[:n_lat], a.batch_size,
+                                              a.rate, a.warmup)
+            for k in ("offered_rate", "latency_p50_ms", "latency_p99_ms"):
+                result[k] = result["latency"][k]
+        if "worker_events_per_second" in result and "embedded_events_per_second" in result:
+            result["ratio_worker_vs_embedded"] = round(
+                result["worker_events_per_second"] / result["embedded_events_per_second"], 3)
+        result["load_avg_after"] = os.getloadavg()
+    finally:
+        if broker is not None:
+            broker.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+    text = json.dumps(result, indent=2, default=float)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
