@@ -6,6 +6,8 @@ Layout (see ARCHITECTURE.md, "Model artifact")::
                              combiner, feature names
     DIR/detector_state.bin   the detector's initial stream state
     DIR/tgn/                 the TGN (weights.pt, config.json, metrics.json), when there is one
+    DIR/head/                the supervised head's trees (head.npz, head.json; ``models.head``),
+                             when there is one
     DIR/metrics.json         training/validation metrics (optional)
 
 >>> import tempfile
@@ -46,6 +48,7 @@ def save_model(model: ScoringModel, path: str | os.PathLike, metrics: Mapping[st
         "policy": model.policy_config,
         "combiner": model.combiner,
         "tgn": None,
+        "head": None,
         "features": list(FEATURE_NAMES),
     }
     (out / "detector_state.bin").write_bytes(model.state_bytes())
@@ -54,6 +57,9 @@ def save_model(model: ScoringModel, path: str | os.PathLike, metrics: Mapping[st
 
         save_tgn(model.tgn.model, out / "tgn")
         cfg["tgn"] = "tgn"
+    if model.head is not None:
+        model.head.save(out / "head")
+        cfg["head"] = "head"
     if metrics is not None:
         (out / "metrics.json").write_text(json.dumps(dict(metrics), indent=2))
     # config last: a reader that sees config.json sees a complete artifact
@@ -87,8 +93,19 @@ def load_model(path: str | os.PathLike, device: str | None = None) -> ScoringMod
             tgn = TGNRuntime(load_tgn(p / cfg["tgn"]).model, device=device, fold_on_write=True)
         except TGNArtifactError as exc:
             raise ArtifactError(str(exc)) from None
-    model = ScoringModel(HalfSpaceTrees.from_config(cfg["detector"]), tgn=tgn, combiner=cfg.get("combiner"),
-                         version=cfg["version"], policy_config=cfg.get("policy"))
+    head = None
+    if cfg.get("head"):
+        from models.head import TreeHead
+
+        try:
+            head = TreeHead.load(p / cfg["head"])
+        except ValueError as exc:
+            raise ArtifactError(str(exc)) from None
+    try:
+        model = ScoringModel(HalfSpaceTrees.from_config(cfg["detector"]), tgn=tgn, head=head,
+                             combiner=cfg.get("combiner"), version=cfg["version"], policy_config=cfg.get("policy"))
+    except ValueError as exc:  # e.g. a head fitted on other inputs than this version computes
+        raise ArtifactError(f"{cfg_path}: {exc}") from None
     state = p / "detector_state.bin"
     if state.is_file():
         model.load_state_bytes(state.read_bytes())

@@ -8,10 +8,12 @@ calibrated threshold.
 Components, each in [0, 1] and reported separately by ``evaluate`` (ablation):
 ``detector`` (Half-Space Trees over the squashed features), and with a TGN
 ``tgn_risk`` (supervised event-risk decoder) and ``tgn_link`` (link surprise,
-1 - P(interaction), self-supervised). The final score is a logistic stack of the
-components' logits, fitted on held-out events by ``riskgraph train``
-(:func:`fit_combiner`); without a fitted stack it is the detector's score, or the
-mean of the available components.
+1 - P(interaction), self-supervised), and with a supervised head ``head``
+(``models.head``: gradient-boosted trees over the squashed features and the graph
+features of ``models.graph_features``, :data:`HEAD_INPUTS`). The final score is a
+logistic stack of (some of) the components' logits, fitted on held-out events by
+``riskgraph train`` (:func:`fit_combiner`); without a fitted stack it is the
+detector's score, or the mean of the available components.
 
 >>> import numpy as np
 >>> m = ScoringModel.default(seed=7)
@@ -25,15 +27,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from features.catalogue import N_FEATURES
+from features.catalogue import FEATURE_NAMES, N_FEATURES
+from models.graph_features import GRAPH_FEATURE_NAMES, amount_from_unit, graph_features
 from models.hst import HalfSpaceTrees, References
 from models.policy import AlertPolicy
 
 if TYPE_CHECKING:  # torch stays out of the import path of detector-only models
+    from models.head import TreeHead
     from models.tgn.runtime import TGNRuntime
     from state.store import GraphStore
 
@@ -41,6 +45,8 @@ if TYPE_CHECKING:  # torch stays out of the import path of detector-only models
 #: Trees' scores and let the online quantile tracker settle it at a 1 % alert rate.
 DEFAULT_POLICY: dict[str, Any] = {"threshold": 0.8, "target_alert_rate": 0.01}
 _EPS = 1e-6
+#: Columns of the supervised head's input rows (:meth:`ScoringModel.head_inputs`).
+HEAD_INPUTS: tuple[str, ...] = (*FEATURE_NAMES, *GRAPH_FEATURE_NAMES)
 
 
 @dataclass
@@ -85,13 +91,17 @@ def combine(components: Mapping[str, np.ndarray], combiner: Mapping[str, Any] | 
     return np.mean(np.stack(list(components.values())), axis=0)
 
 
-def fit_combiner(components: Mapping[str, np.ndarray], labels: np.ndarray, seed: int = 0) -> dict[str, Any]:
-    """Logistic regression of labels on the components' logits (class-balanced)."""
+def fit_combiner(components: Mapping[str, np.ndarray], labels: np.ndarray, seed: int = 0,
+                 inputs: Sequence[str] | None = None, balanced: bool = True) -> dict[str, Any]:
+    """Logistic regression of labels on the components' logits, over ``inputs`` when
+    given (else every component); class-balanced unless ``balanced`` is False, in which
+    case the final score estimates the probability that the event is risky."""
     from sklearn.linear_model import LogisticRegression
 
-    names = sorted(components)
+    names = sorted(components) if inputs is None else list(inputs)
     X = np.column_stack([_logit(components[n]) for n in names])
-    lr = LogisticRegression(class_weight="balanced", C=1.0, max_iter=1000, random_state=seed).fit(X, labels)
+    lr = LogisticRegression(class_weight="balanced" if balanced else None, C=1.0, max_iter=1000,
+                            random_state=seed).fit(X, labels)
     return {"kind": "logistic", "inputs": names, "coef": lr.coef_[0].tolist(), "intercept": float(lr.intercept_[0])}
 
 
@@ -103,14 +113,23 @@ class ScoringModel:
         detector: HalfSpaceTrees,
         *,
         tgn: "TGNRuntime | None" = None,
+        head: "TreeHead | None" = None,
         combiner: dict[str, Any] | None = None,
         version: str | None = None,
         policy_config: dict[str, Any] | None = None,
     ) -> None:
         if detector.n_features != N_FEATURES:
             raise ValueError(f"detector expects {detector.n_features} features, catalogue has {N_FEATURES}")
+        if head is not None:
+            if tuple(head.inputs) != HEAD_INPUTS:
+                raise ValueError("the head was fitted on other inputs than this version computes")
+            if tgn is None:  # the Engine hands the batch context (rings) to graph models only
+                raise ValueError("a supervised head needs a TGN model: its graph features read the batch context")
         self.detector = detector
         self.tgn = tgn
+        self.head = head
+        #: Training hook: when a list, :meth:`score` appends each batch's head input rows to it.
+        self.recorder: list[np.ndarray] | None = None
         self.combiner = combiner
         self.policy_config = dict(policy_config or DEFAULT_POLICY)
         self.version = version or self._fingerprint()
@@ -135,6 +154,8 @@ class ScoringModel:
             from models.tgn.artifact import model_version
 
             cfg["tgn"] = model_version(self.tgn.model)
+        if self.head is not None:
+            cfg["head"] = self.head.digest()
         text = json.dumps(cfg, sort_keys=True, default=str)
         prefix = "hst-" if self.tgn is None else "tgn+hst-"
         return prefix + hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
@@ -142,11 +163,17 @@ class ScoringModel:
     def make_policy(self) -> AlertPolicy:
         return AlertPolicy.from_dict(self.policy_config)
 
+    def head_inputs(self, unit: np.ndarray, ctx: BatchContext) -> np.ndarray:
+        """The head's input rows (float64[n, len(HEAD_INPUTS)]): squashed features, then graph features."""
+        g = graph_features(ctx.store.table, ctx.src_slot, ctx.dst_slot, ctx.ts, amount_from_unit(unit))
+        return np.concatenate([np.asarray(unit, np.float64), g], axis=1)
+
     def score(self, unit: np.ndarray, *, learn: bool = True, ctx: BatchContext | None = None) -> Scored:
         """Scores of each row of squashed features, learning from them when ``learn``.
 
         With a TGN, ``ctx`` is required: the runtime reads memory and neighbours from the
         store's table, scores, then writes the batch ends' new memory into their rows.
+        The head's graph features read the same table's rings first.
         """
         refs = None
         if learn:  # keep what each row was scored against, so reasons do not depend on batch cuts
@@ -155,6 +182,12 @@ class ScoringModel:
             det = self.detector.score_many(unit)
         comps = {"detector": det}
         nbrs = attn = None
+        if self.head is not None or (self.recorder is not None and ctx is not None):
+            if ctx is None:
+                raise ValueError("a supervised head needs the batch context (store and slots)")
+            x = self.head_inputs(unit, ctx)
+            if self.recorder is not None:
+                self.recorder.append(x)
         if self.tgn is not None:
             if ctx is None:
                 raise ValueError("a TGN model needs the batch context (store and slots)")
@@ -164,6 +197,8 @@ class ScoringModel:
             comps["tgn_risk"] = out.risk
             comps["tgn_link"] = out.link_surprise
             nbrs, attn = out.top_ids, out.top_attn
+        if self.head is not None:
+            comps["head"] = self.head.predict(x)
         return Scored(scores=combine(comps, self.combiner), components=comps, neighbours=nbrs, attention=attn,
                       references=refs)
 

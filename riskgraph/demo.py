@@ -1,5 +1,7 @@
-"""``riskgraph demo``: simulate labelled traffic, train a small TGN on its first part,
-score the whole stream embedded and evaluate the rest, then print a summary.
+"""``riskgraph demo``: simulate labelled traffic, train a small TGN and the supervised head
+on its first part, score the whole stream embedded and evaluate the rest, then print a
+summary with the ablation of the score's components (detector, TGN risk and link
+surprise, head, final).
 
 Everything runs in-process on the embedded Engine (no broker): the same code the
 Kafka worker runs. Outputs land in one directory: the simulated file and its first
@@ -46,8 +48,8 @@ def run_demo(settings: Settings, *, out_dir: str, sim_kwargs: dict[str, Any], pr
         n_train = int(round(len(sim.events) * (1 - EVAL_FRACTION)))
         train_path = out / "train.parquet"
         write_events(sim.events[:n_train], str(train_path), typology=sim.typology[:n_train])
-        print(f"[2/{steps}] training a TGN on the first {1 - EVAL_FRACTION:.0%} ({n_train:,} events, "
-              f"{epochs} epochs) ...", flush=True)
+        print(f"[2/{steps}] training a TGN ({epochs} epochs) and a supervised head on the first "
+              f"{1 - EVAL_FRACTION:.0%} ({n_train:,} events) ...", flush=True)
         train_job(settings, FileSpec(str(train_path)), out_dir=str(out / "model"), epochs=epochs,
                   progress=progress)
         model = load_model(out / "model")

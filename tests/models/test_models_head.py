@@ -1,0 +1,253 @@
+"""The supervised head (``models.head``), the graph features it reads (``models.graph_features``),
+and both inside a scoring model, an artifact and ``riskgraph train``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from features.catalogue import FEATURE_INDEX, N_FEATURES, NEVER_LOG_S
+from features.kernels import compute_features
+from features.layout import IN, RING, NodeArrays, init_rows
+from features.unit import to_unit
+from models.graph_features import (GRAPH_FEATURE_NAMES, MATCH_CAP, N_GRAPH_FEATURES, amount_from_unit,
+                                   graph_features)
+from models.head import TreeHead
+
+DAY = 86400.0
+
+
+# -- graph features: the kernel against a plain-Python twin ---------------------------
+
+def graph_features_twin(table: NodeArrays, s: int, d: int, t: float, a: float) -> list[float]:
+    def entries(x: int):  # (nbr, ts, amt, dir) strictly older than t, newest first
+        n = int(table.ring_n[x])
+        out = []
+        for back in range(min(n, RING)):
+            c = (n - 1 - back) % RING
+            if table.ring_nbr[x, c] >= 0 and table.ring_ts[x, c] < t:
+                out.append((int(table.ring_nbr[x, c]), float(table.ring_ts[x, c]), float(table.ring_amt[x, c]),
+                            int(table.ring_dir[x, c])))
+        return out
+
+    has_a = not math.isnan(a) and a > 0
+    src = entries(s)
+    ins = [e for e in src if e[3] == IN]
+    recent = [e for e in ins if t - e[1] < DAY and not math.isnan(e[2]) and e[2] > 0]
+    since = math.log1p(t - max(e[1] for e in ins)) if ins else NEVER_LOG_S
+    match = min([MATCH_CAP] + [abs(math.log(a / e[2])) for e in recent]) if has_a else MATCH_CAP
+    in_1d = sum(e[2] for e in recent)
+    ratio = min(max(math.log(a / in_1d), -MATCH_CAP), MATCH_CAP) if has_a and in_1d > 0 else MATCH_CAP
+    fan_src = len({e[0] for e in ins if t - e[1] < 3 * DAY})
+    share = len(ins) / len(src) if src else 0.0
+    dst = entries(d)
+    fan_dst = len({e[0] for e in dst if e[3] == IN and t - e[1] < 3 * DAY})
+    out_n = sum(1 for e in dst if e[3] != IN)
+    return [since, match, ratio, fan_src, share, fan_dst, out_n]
+
+
+def random_stream(rng: np.random.Generator, n_nodes: int, n: int):
+    src = rng.integers(0, n_nodes, n)
+    dst = rng.integers(0, n_nodes, n)
+    ts = np.sort(rng.uniform(0, 6 * DAY, n))
+    ts[1::7] = ts[0:-1:7][: len(ts[1::7])]  # ties: an event at the same instant as the one before
+    amount = np.round(rng.lognormal(5, 1.5, n), 2)
+    amount[rng.uniform(size=n) < 0.1] = np.nan
+    return src, dst, ts, amount
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_graph_features_equal_the_plain_python_twin(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_nodes, n = 12, 600  # few nodes: rings wrap, self loops and repeated pairs happen
+    src, dst, ts, amount = random_stream(rng, n_nodes, n)
+    table = NodeArrays.empty(n_nodes)
+    init_rows(table, np.arange(n_nodes))
+    for lo in range(0, n, 50):  # as the Engine: features (which write the rings), then these
+        sl = slice(lo, lo + 50)
+        raw = compute_features(table, src[sl], dst[sl], src[sl], dst[sl], ts[sl], amount[sl])
+        a = amount_from_unit(to_unit(raw))
+        got = graph_features(table, src[sl], dst[sl], ts[sl], a)
+        assert got.shape == (len(ts[sl]), N_GRAPH_FEATURES)
+        for i in range(got.shape[0]):
+            want = graph_features_twin(table, int(src[sl][i]), int(dst[sl][i]), float(ts[sl][i]), float(a[i]))
+            np.testing.assert_allclose(got[i], want, rtol=1e-9, atol=1e-12, err_msg=f"event {lo + i}")
+
+
+def test_graph_features_see_money_passing_through() -> None:
+    # 0 pays 1 (1000) at t=0; 1 forwards 960 to 2 ten minutes later: a mule's hop
+    table = NodeArrays.empty(3)
+    init_rows(table, np.arange(3))
+    src, dst, ts, amt = np.array([0, 1]), np.array([1, 2]), np.array([0.0, 600.0]), np.array([1000.0, 960.0])
+    compute_features(table, src, dst, src, dst, ts, amt)
+    g = dict(zip(GRAPH_FEATURE_NAMES, graph_features(table, src, dst, ts, amt)[1].tolist()))
+    assert g["src_log_since_in"] == pytest.approx(math.log1p(600.0))
+    assert g["src_in_match"] == pytest.approx(abs(math.log(0.96)))
+    assert g["src_out_over_in_1d"] == pytest.approx(math.log(0.96))
+    assert g["src_fan_in_3d"] == 1 and g["src_in_share"] == 1.0
+    assert g["dst_fan_in_3d"] == 0 and g["dst_out_n"] == 0
+    # the first event sees nothing: its own interaction is not older than itself
+    g0 = graph_features(table, src, dst, ts, amt)[0]
+    assert g0.tolist() == [NEVER_LOG_S, MATCH_CAP, MATCH_CAP, 0, 0.0, 0, 0]
+
+
+def test_graph_features_validate_inputs() -> None:
+    table = NodeArrays.empty(2)
+    init_rows(table, np.arange(2))
+    with pytest.raises(ValueError, match="slots"):
+        graph_features(table, np.array([0]), np.array([2]), np.array([1.0]), np.array([1.0]))
+    with pytest.raises(ValueError, match="finite"):
+        graph_features(table, np.array([0]), np.array([1]), np.array([np.nan]), np.array([1.0]))
+    with pytest.raises(ValueError, match="one length"):
+        graph_features(table, np.array([0, 1]), np.array([1]), np.array([1.0]), np.array([1.0]))
+
+
+def test_amount_from_unit_inverts_the_squash() -> None:
+    amounts = np.array([0.0, 0.01, 1.0, 2.5, 999.99, 3e4, 1e9, -20.0, -7e5])
+    raw = np.zeros((len(amounts) + 1, N_FEATURES))
+    raw[:-1, FEATURE_INDEX["log_amount"]] = np.sign(amounts) * np.log1p(np.abs(amounts))
+    raw[:-1, FEATURE_INDEX["has_amount"]] = 1.0
+    got = amount_from_unit(to_unit(raw))
+    np.testing.assert_allclose(got[:-1], amounts, rtol=1e-9, atol=1e-9)
+    assert math.isnan(got[-1])
+
+
+# -- the tree head ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fitted():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 4))
+    y = ((X[:, 0] > 0.3) ^ (X[:, 1] * X[:, 2] > 0.5) | (rng.uniform(size=3000) < 0.02)).astype(int)
+    X[rng.uniform(size=X.shape) < 0.05] = np.nan  # missing values take the side learned for them
+    clf = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=7, random_state=0).fit(X, y)
+    return X, y, clf
+
+
+def test_tree_head_predicts_exactly_what_scikit_learn_does(fitted) -> None:
+    X, _, clf = fitted
+    head = TreeHead.from_sklearn(clf, ("a", "b", "c", "d"))
+    assert head.n_trees == clf.n_iter_
+    np.testing.assert_array_equal(head.predict(X), clf.predict_proba(X)[:, 1])
+    np.testing.assert_allclose(head.logit(X), clf.decision_function(X), rtol=0, atol=1e-12)
+
+
+def test_tree_head_round_trips_without_pickle(fitted, tmp_path) -> None:
+    X, _, clf = fitted
+    head = TreeHead.from_sklearn(clf, ("a", "b", "c", "d"))
+    head.save(tmp_path)
+    back = TreeHead.load(tmp_path)
+    assert back.inputs == head.inputs and back.digest() == head.digest()
+    np.testing.assert_array_equal(back.predict(X), head.predict(X))
+    with np.load(tmp_path / "head.npz", allow_pickle=False) as z:  # plain numeric arrays only
+        assert all(z[k].dtype != object for k in z.files)
+
+
+def test_tree_head_refuses_tampered_or_foreign_files(fitted, tmp_path) -> None:
+    _, _, clf = fitted
+    head = TreeHead.from_sklearn(clf, ("a", "b", "c", "d"))
+    head.save(tmp_path)
+    meta = json.loads((tmp_path / "head.json").read_text())
+    arrays = dict(np.load(tmp_path / "head.npz"))
+    arrays["value"] = arrays["value"] * 2
+    np.savez(tmp_path / "head.npz", **arrays)
+    with pytest.raises(ValueError, match="digest"):
+        TreeHead.load(tmp_path)
+    np.savez(tmp_path / "head.npz", **{**arrays, "value": np.array([object()] * len(arrays["value"]))})
+    with pytest.raises(ValueError, match="not a tree head"):
+        TreeHead.load(tmp_path)
+    (tmp_path / "head.json").write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(ValueError):
+        TreeHead.load(tmp_path)
+
+
+def test_tree_head_validates_its_arrays(fitted) -> None:
+    _, _, clf = fitted
+    head = TreeHead.from_sklearn(clf, ("a", "b", "c", "d"))
+    fields = {k: getattr(head, k) for k in ("feature", "threshold", "left", "right", "value", "is_leaf",
+                                            "missing_left", "roots")}
+    loop = fields["left"].copy()
+    loop[head.roots[0]] = head.roots[0]  # a node pointing at itself would never end
+    with pytest.raises(ValueError, match="point forward"):
+        TreeHead(inputs=head.inputs, baseline=head.baseline, **{**fields, "left": loop})
+    with pytest.raises(ValueError, match="inputs"):
+        TreeHead(inputs=("a", "b"), baseline=head.baseline, **fields)
+    with pytest.raises(ValueError, match=r"\[n, 4\]"):
+        head.predict(np.zeros((2, 3)))
+
+
+def test_tree_head_fit_and_refit_with_a_fixed_size() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(4000, 3))
+    y = (X[:, 0] > 0.8).astype(int)
+    first = TreeHead.fit(X, y, ("a", "b", "c"), seed=0, max_iter=100, n_threads=1)
+    again = TreeHead.fit(X, y, ("a", "b", "c"), seed=0, max_iter=first.n_trees, early_stopping=False)
+    assert again.n_trees == first.n_trees == first.metrics["n_trees"]
+    assert ((first.predict(X) > 0.5) == y).mean() > 0.99
+    with pytest.raises(ValueError, match="both classes"):
+        TreeHead.fit(X, np.zeros(len(X), int), ("a", "b", "c"))
+
+
+# -- in a scoring model, an artifact, and riskgraph train -------------------------------
+
+def test_a_head_needs_a_tgn_and_the_current_inputs(fitted) -> None:
+    from models.scoring import HEAD_INPUTS, ScoringModel
+
+    _, _, clf = fitted
+    det = ScoringModel.default(seed=0).detector
+    with pytest.raises(ValueError, match="other inputs"):
+        ScoringModel(det, head=TreeHead.from_sklearn(clf, ("a", "b", "c", "d")))
+    head = TreeHead.from_sklearn(clf, ("a", "b", "c", "d"))
+    head.inputs = HEAD_INPUTS
+    with pytest.raises(ValueError, match="needs a TGN"):
+        ScoringModel(det, head=head)
+
+
+@pytest.mark.slow
+def test_train_job_fits_a_head_that_serving_loads_and_uses(tmp_path, capsys) -> None:
+    torch = pytest.importorskip("torch")
+    from models.artifact import load_model
+    from models.scoring import HEAD_INPUTS, combine
+    from riskgraph.jobs import FileSpec, evaluate
+    from riskgraph.settings import Settings
+    from riskgraph.train import train_job
+    from simulators.transactions import SimConfig, simulate, write_events
+    from state.store import GraphStore
+    from streams.engine import Engine
+    from streams.runner import chunk_events, run_batches
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sim = simulate(SimConfig(seed=3, n_persons=400, n_merchants=80, n_atms=10, days=4, attack_rate=0.05))
+        path = tmp_path / "tx.parquet"
+        write_events(sim, str(path))
+        settings = Settings()
+        metrics = train_job(settings, FileSpec(str(path)), out_dir=str(tmp_path / "model"), epochs=1,
+                            mem_dim=8, emb_dim=8, k=4, batch_size=100, progress=False)
+        held = metrics["held_out"]
+        assert held["combiner"]["inputs"] == ["head", "tgn_risk", "tgn_link"]
+        assert held["head"]["trees"] >= 1 and "head" in held["components"]
+        model = load_model(tmp_path / "model")
+        assert model.head is not None and model.head.inputs == HEAD_INPUTS
+        assert (tmp_path / "model" / "head" / "head.npz").is_file()
+        out = evaluate(settings, FileSpec(str(path)), out_dir=str(tmp_path / "eval"), entity_labels_path=None,
+                       eval_after=None, eval_fraction=0.5, state_dir=None, progress=False, model=model)
+        assert set(out["components"]) == {"detector", "tgn_risk", "tgn_link", "head", "final"}
+        # the Engine's final score is the saved stack of its components; a fresh load scores the same
+        runs = []
+        for m in (load_model(tmp_path / "model"), load_model(tmp_path / "model")):
+            with GraphStore(str(tmp_path / f"state{len(runs)}"), mem_dim=m.mem_dim) as store:
+                runs.append(run_batches(Engine(store, m), chunk_events(sim.events, 300), progress=False))
+        r = runs[0]
+        np.testing.assert_allclose(r.scores, combine(r.components, model.combiner), rtol=0, atol=1e-12)
+        for k in r.components:
+            np.testing.assert_array_equal(runs[1].components[k], r.components[k])
+        assert [a.alert_id for a in runs[1].alerts] == [a.alert_id for a in r.alerts]
+    finally:
+        torch.set_num_threads(threads)
