@@ -183,12 +183,13 @@ class StreamRun:
     exit_code: int
 
 
-@pytest.fixture(scope="module")
-def stream_run(kafka_bootstrap: str, sim: SimResult, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[StreamRun]:
-    tmp = tmp_path_factory.mktemp("stream-run")
+@pytest.fixture(scope="module", params=["batch", "stream"])
+def stream_run(request: pytest.FixtureRequest, kafka_bootstrap: str, sim: SimResult,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamRun]:
+    """The whole stream through one worker, once per consumption path (``RISKGRAPH_CONSUME``)."""
+    tmp = tmp_path_factory.mktemp(f"stream-run-{request.param}")
     cfg = WorkerConfig.fresh(kafka_bootstrap, tmp / "state", metrics_port=free_ports(1)[0], tag="once",
-                             batch_size=500)
+                             batch_size=500, extra={"RISKGRAPH_CONSUME": request.param})
     records, bad_at = interleave(event_records(sim), MALFORMED)
     n_valid = len(sim.events)
     worker = WorkerProcess(cfg, tmp / "worker.log")
