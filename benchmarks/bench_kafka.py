@@ -55,6 +55,9 @@ from simulators.transactions import SimConfig, simulate  # noqa: E402
 from streams.events import Event, encode  # noqa: E402
 
 SEED = 7
+#: ``--set KEY=VALUE`` settings for every worker of the run (e.g. RISKGRAPH_BATCH_WINDOW_S=0.01)
+WORKER_ENV: dict[str, str] = {}
+POLL_S = 0.25  # /metrics polling interval while the throughput run drains
 EVENTS_PER_PERSON_DAY = 1.35  # what the simulator produces, roughly: sizes the world
 
 
@@ -64,7 +67,8 @@ EVENTS_PER_PERSON_DAY = 1.35  # what the simulator produces, roughly: sizes the 
 class Worker:
     """``riskgraph worker`` with its own topics, group, state and metrics port."""
 
-    def __init__(self, bootstrap: str, workdir: Path, tag: str, batch_size: int) -> None:
+    def __init__(self, bootstrap: str, workdir: Path, tag: str, batch_size: int, consume: str = "batch",
+                 extra_env: dict[str, str] | None = None) -> None:
         sfx = f"{tag}-{uuid.uuid4().hex[:8]}"
         self.port = free_ports(1)[0]
         self.env = {
@@ -77,6 +81,8 @@ class Worker:
             "RISKGRAPH_STATE_DIR": str(workdir / f"state-{sfx}"),
             "RISKGRAPH_METRICS_PORT": str(self.port),
             "RISKGRAPH_BATCH_SIZE": str(batch_size),
+            "RISKGRAPH_CONSUME": consume,
+            **(WORKER_ENV if extra_env is None else extra_env),
         }
         self.settings = Settings.from_env(self.env)
         self.log = workdir / f"worker-{sfx}.log"
@@ -222,10 +228,11 @@ def _alerts_reader(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) 
 # -- the three measurements -------------------------------------------------------------------
 
 
-def bench_throughput(bootstrap: str, workdir: Path, records: list[tuple[bytes, bytes]], batch_size: int) -> dict:
+def bench_throughput(bootstrap: str, workdir: Path, records: list[tuple[bytes, bytes]], batch_size: int,
+                     consume: str) -> dict:
     from streams.kafka_io import ensure_topics
 
-    w = Worker(bootstrap, workdir, "tput", batch_size)
+    w = Worker(bootstrap, workdir, "tput", batch_size, consume)
     ensure_topics(w.settings)
     load_s = preload(bootstrap, w.settings.events_topic, records)
     n = len(records)
@@ -234,18 +241,22 @@ def bench_throughput(bootstrap: str, workdir: Path, records: list[tuple[bytes, b
         t_start = time.perf_counter()
         first = w.wait("the first scored event", lambda m: w.scored(m) > 0, timeout=120, interval=0.02)
         t_first, n_first = time.perf_counter(), w.scored(first)
-        last = w.wait(f"{n} scored events", lambda m: w.scored(m) >= n, timeout=600, interval=0.02)
+        # every scrape costs the worker GIL time (20 ms polling took ~15 % of its samples): poll
+        # slowly; the end is seen up to POLL_S late, which can only understate the rate
+        last = w.wait(f"{n} scored events", lambda m: w.scored(m) >= n, timeout=600, interval=POLL_S)
         t_last = time.perf_counter()
     finally:
         w.stop()
     rate = (n - n_first) / (t_last - t_first)
     proc = histogram(last, "riskgraph_batch_processing_seconds")
     return {
+        "consume": consume,
         "worker_events_per_second": round(rate, 1),
         "events": n,
         "preload_seconds": round(load_s, 2),
         "startup_to_first_scored_s": round(t_first - t_start, 2),
         "first_to_last_scored_s": round(t_last - t_first, 3),
+        "poll_interval_s": POLL_S,
         "batches": proc["count"],
         "mean_batch_events": round(n / proc["count"], 1) if proc["count"] else None,
         # the engine + send + commit share of the wall time; the rest is Faust, aiokafka, polling
@@ -257,10 +268,10 @@ def bench_throughput(bootstrap: str, workdir: Path, records: list[tuple[bytes, b
 
 
 def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, bytes]], ids: list[str],
-                  batch_size: int, rate: float, warmup: int) -> dict:
+                  batch_size: int, rate: float, warmup: int, consume: str) -> dict:
     from streams.kafka_io import ensure_topics
 
-    w = Worker(bootstrap, workdir, "lat", batch_size)
+    w = Worker(bootstrap, workdir, "lat", batch_size, consume)
     ensure_topics(w.settings)
     w.start()
     ctx = mp.get_context("spawn")
@@ -353,15 +364,27 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=2000, help="events before the paced part of the latency run")
     ap.add_argument("--batch-size", type=int, default=Settings().batch_size, help="worker micro-batch size")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--consume", choices=("batch", "stream"), default=Settings().consume,
+                    help="the worker's consumption path (RISKGRAPH_CONSUME)")
+    ap.add_argument("--compare", action="store_true",
+                    help="also measure throughput with the other consumption path (throughput_other)")
+    ap.add_argument("--set", action="append", default=[], metavar="RISKGRAPH_KEY=VALUE",
+                    help="a worker setting for this run (repeatable)")
     ap.add_argument("--skip", nargs="*", default=[], choices=("throughput", "latency", "embedded"))
     ap.add_argument("--out", default=None, help="also write the JSON here")
     a = ap.parse_args(argv)
 
+    for kv in a.set:
+        key, sep, value = kv.partition("=")
+        if not sep or not key.startswith("RISKGRAPH_"):
+            ap.error(f"--set expects RISKGRAPH_KEY=VALUE, got {kv!r}")
+        WORKER_ENV[key] = value
+    Settings.from_env(WORKER_ENV)  # a bad value fails here, not in the worker
     n_lat = a.warmup + int(a.rate * a.duration)
     records, ids = simulate_records(max(a.events, n_lat), a.seed)
     workdir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
     broker = None
-    result: dict[str, Any] = {"seed": a.seed, "batch_size": a.batch_size, "python": platform.python_version(),
+    result: dict[str, Any] = {"seed": a.seed, "batch_size": a.batch_size, "consume": a.consume, "worker_settings": dict(WORKER_ENV), "python": platform.python_version(),
                               "cpus": os.cpu_count(), "load_avg_before": os.getloadavg()}
     try:
         bootstrap = a.bootstrap
@@ -374,11 +397,15 @@ def main(argv: list[str] | None = None) -> dict:
         if "embedded" not in a.skip:
             result.update(bench_embedded([v for _, v in records[: a.events]], a.batch_size))
         if "throughput" not in a.skip:
-            result["throughput"] = bench_throughput(bootstrap, workdir, records[: a.events], a.batch_size)
+            result["throughput"] = bench_throughput(bootstrap, workdir, records[: a.events], a.batch_size, a.consume)
             result["worker_events_per_second"] = result["throughput"]["worker_events_per_second"]
+            if a.compare:
+                other = "stream" if a.consume == "batch" else "batch"
+                result["throughput_other"] = bench_throughput(bootstrap, workdir, records[: a.events],
+                                                              a.batch_size, other)
         if "latency" not in a.skip:
             result["latency"] = bench_latency(bootstrap, workdir, records[:n_lat], ids[:n_lat], a.batch_size,
-                                              a.rate, a.warmup)
+                                              a.rate, a.warmup, a.consume)
             for k in ("offered_rate", "latency_p50_ms", "latency_p99_ms"):
                 result[k] = result["latency"][k]
         if "worker_events_per_second" in result and "embedded_events_per_second" in result:
