@@ -89,6 +89,16 @@ def amount_from_unit(unit: np.ndarray) -> np.ndarray:
     return np.where(u[:, _HAS_AMOUNT] >= 0.5, a, np.nan)
 
 
+@njit(cache=True, inline="always")
+def _add_distinct(seen, n, value):
+    """Append ``value`` to ``seen[:n]`` unless it is there; returns the new count."""
+    for j in range(n):
+        if seen[j] == value:
+            return n
+    seen[n] = value
+    return n + 1
+
+
 @njit(cache=True)
 def _graph_features(ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, src_slot, dst_slot, ts, amount, out):
     ring = ring_nbr.shape[1]
@@ -122,15 +132,7 @@ def _graph_features(ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, src_slot, dst
                 if has_a:
                     match = min(match, abs(math.log(a / x)))
             if age < 3 * _DAY:
-                nb = ring_nbr[s, c]
-                new = True
-                for j in range(fan):
-                    if seen[j] == nb:
-                        new = False
-                        break
-                if new:
-                    seen[fan] = nb
-                    fan += 1
+                fan = _add_distinct(seen, fan, ring_nbr[s, c])
         out[i, 0] = math.log1p(t - last_in) if have_in else _NEVER
         out[i, 1] = match
         if has_a and in_1d > 0.0:
@@ -149,15 +151,7 @@ def _graph_features(ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, src_slot, dst
             if ring_dir[d, c] != _IN:
                 n_out += 1
             elif t - ring_ts[d, c] < 3 * _DAY:
-                nb = ring_nbr[d, c]
-                new = True
-                for j in range(fan):
-                    if seen[j] == nb:
-                        new = False
-                        break
-                if new:
-                    seen[fan] = nb
-                    fan += 1
+                fan = _add_distinct(seen, fan, ring_nbr[d, c])
         out[i, 5] = fan
         out[i, 6] = n_out
 
