@@ -56,6 +56,7 @@ class Scored:
     neighbours: np.ndarray | None = None  # int64[n, 2, top_k] most attended neighbour ids (-1: none)
     attention: np.ndarray | None = None  # float32[n, 2, top_k] their attention weights
     references: "References | None" = None  # the detector masses each row was scored against
+    head_inputs: np.ndarray | None = None  # float64[n, len(HEAD_INPUTS)] what the supervised head read
 
     def reference(self, i: int) -> np.ndarray | None:
         """The detector's reference masses row ``i`` was scored against (None: the current ones)."""
@@ -200,11 +201,20 @@ class ScoringModel:
         if self.head is not None:
             comps["head"] = self.head.predict(x)
         return Scored(scores=combine(comps, self.combiner), components=comps, neighbours=nbrs, attention=attn,
-                      references=refs)
+                      references=refs, head_inputs=x if self.head is not None else None)
 
     def contributions(self, x: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
         """Per-feature shares of the detector's score of ``x`` (see ``Scored.reference``)."""
         return self.detector.contributions(x, reference)
+
+    def head_shares(self, x: np.ndarray) -> np.ndarray:
+        """Shares (float64[len(HEAD_INPUTS)], summing to 1 over the positive ones) of the
+        head's log-odds push of one input row ``x``: what made it call the event risky."""
+        if self.head is None:
+            raise ValueError("this model has no supervised head")
+        c = self.head.contributions(np.asarray(x, np.float64)[None, :])[0][0]
+        pos = c[c > 0].sum()
+        return np.where(c > 0, c / pos, 0.0) if pos > 0 else np.zeros_like(c)
 
     def state_bytes(self) -> bytes:
         return self.detector.state_bytes()

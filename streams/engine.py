@@ -35,14 +35,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from features.catalogue import FEATURE_NAMES
+from features.catalogue import FEATURE_NAMES, N_FEATURES
 from features.kernels import compute_features
 from features.risk import update_entity_risk
 from features.unit import to_unit
 from features.layout import Acc
 from models.hst import StateMismatchError
 from models.policy import AlertPolicy, alert_id
-from models.scoring import BatchContext, ScoringModel, Scored
+from models.scoring import HEAD_INPUTS, BatchContext, ScoringModel, Scored
 from state.store import GraphStore
 from streams.alerts import Alert
 from streams.events import MAX_EVENT_BYTES, DeadLetter, Event, decode_batch
@@ -254,8 +254,13 @@ class Engine:
         out = []
         for j, i in enumerate(decision.idx.tolist()):
             ev = events[i]
-            contrib = self.model.contributions(unit[i], scored.reference(i))
-            reasons = self.policy.reasons(contrib, FEATURE_NAMES, raw[i], k=self.reasons_k)
+            if scored.head_inputs is not None:  # a trained head decides: explain the head
+                x = scored.head_inputs[i]
+                values = np.concatenate([np.asarray(raw[i], np.float64), x[N_FEATURES:]])
+                reasons = self.policy.reasons(self.model.head_shares(x), HEAD_INPUTS, values, k=self.reasons_k)
+            else:
+                contrib = self.model.contributions(unit[i], scored.reference(i))
+                reasons = self.policy.reasons(contrib, FEATURE_NAMES, raw[i], k=self.reasons_k)
             if scored.neighbours is not None:
                 reasons.extend(self._neighbour_reasons(scored, i, (int(src_slot[i]), int(dst_slot[i])), ev.ts))
             out.append(

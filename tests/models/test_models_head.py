@@ -137,6 +137,27 @@ def test_tree_head_predicts_exactly_what_scikit_learn_does(fitted) -> None:
     np.testing.assert_allclose(head.logit(X), clf.decision_function(X), rtol=0, atol=1e-12)
 
 
+def test_contributions_add_up_to_the_logit(fitted) -> None:
+    X, _, clf = fitted
+    head = TreeHead.from_sklearn(clf, ("a", "b", "c", "d"))
+    contrib, bias = head.contributions(X)
+    np.testing.assert_allclose(head.baseline + bias + contrib.sum(1), head.logit(X), rtol=0, atol=1e-9)
+    assert np.abs(bias).max() < 1e-12  # scikit-learn's roots carry no value
+    with pytest.raises(ValueError, match=r"\[n, 4\]"):
+        head.contributions(np.zeros((1, 3)))
+
+
+def test_contributions_credit_the_input_that_decides() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.uniform(size=(3000, 3))
+    y = (X[:, 1] > 0.7).astype(int)  # only "b" matters
+    head = TreeHead.fit(X, y, ("a", "b", "c"), seed=0, max_iter=30, n_threads=1)
+    contrib, _ = head.contributions(np.array([[0.5, 0.95, 0.5], [0.5, 0.05, 0.5]]))
+    assert contrib[0].argmax() == 1 and contrib[0, 1] > 0  # pushed up by b
+    assert contrib[1].argmin() == 1 and contrib[1, 1] < 0  # pulled down by b
+    assert np.abs(contrib[:, [0, 2]]).max() < 0.1 * np.abs(contrib[:, 1]).min()
+
+
 def test_tree_head_round_trips_without_pickle(fitted, tmp_path) -> None:
     X, _, clf = fitted
     head = TreeHead.from_sklearn(clf, ("a", "b", "c", "d"))
@@ -249,5 +270,11 @@ def test_train_job_fits_a_head_that_serving_loads_and_uses(tmp_path, capsys) -> 
         for k in r.components:
             np.testing.assert_array_equal(runs[1].components[k], r.components[k])
         assert [a.alert_id for a in runs[1].alerts] == [a.alert_id for a in r.alerts]
+        # a trained head decides the score, so the alerts' feature reasons explain the head
+        assert r.alerts
+        for a in r.alerts:
+            feats = [x for x in a.reasons if "feature" in x]
+            assert feats and all(x["feature"] in HEAD_INPUTS and 0 < x["share"] <= 1 for x in feats)
+            assert sum(x["share"] for x in feats) <= 1 + 1e-9
     finally:
         torch.set_num_threads(threads)
