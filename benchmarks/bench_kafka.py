@@ -356,6 +356,8 @@ def simulate_records(n: int, seed: int) -> tuple[list[tuple[bytes, bytes]], list
 
 
 def main(argv: list[str] | None = None) -> dict:
+    # SIGTERM (e.g. from `timeout`) must unwind through the finally that stops the broker
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bootstrap", default=None, help="an existing broker (default: start one on free ports)")
     ap.add_argument("--events", type=int, default=100_000, help="events pre-loaded for the throughput run")
