@@ -157,6 +157,11 @@ def plot(samples: list[dict], warm_s: float, path: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(t, [s["rss_mb"] for s in samples], color="tab:red", label="process RSS (MB)")
     ax.plot(t, [s["table_mb"] for s in samples], color="tab:orange", ls="--", label="node table (MB)")
+    if "rocksdb_block_cache_mb" in samples[0]:
+        ax.plot(t, [s["rocksdb_block_cache_mb"] for s in samples], color="tab:green", ls=":",
+                label="RocksDB block cache (MB)")
+        ax.plot(t, [s["rss_mb"] - s["rocksdb_block_cache_mb"] - s["rocksdb_memtables_mb"] for s in samples],
+                color="tab:purple", ls="-.", label="RSS minus block cache and memtables (MB)")
     ax.set_xlabel("minutes")
     ax.set_ylabel("MB")
     ax.axvline(warm_s / 60.0, color="grey", ls=":", label="end of warm-up")
@@ -217,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "table_rows": cs["rows"], "resident": cs["resident"], "evicted": cs["evicted"],
                          "slot_map_mb": (None if slot_map_bytes(store) is None
                                          else round(slot_map_bytes(store) / 2**20, 2)),
-                         "ev_per_s": round((n_events - last_events) / max(now - last_t, 1e-9), 1)}
+                         "ev_per_s": round((n_events - last_events) / max(now - last_t, 1e-9), 1),
+                         **{f"rocksdb_{k}_mb": round(v / 2**20, 2) for k, v in store.rocksdb_memory.items()}}
                     samples.append(s)
                     if not a.quiet:
                         print(f"[soak] {s['t_s']:7.1f}s events={n_events:,} nodes={s['nodes']:,} "
@@ -249,6 +255,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     half = t >= t[-1] / 2
     per_min = slope(t[half] / 60.0, rss[half])
     per_mnode = slope(nd[half] / 1e6, rss[half])
+    # what is left once RocksDB's bounded pools (block cache, memtables) are taken out
+    rest = rss - np.array([s.get("rocksdb_block_cache_mb", 0.0) + s.get("rocksdb_memtables_mb", 0.0)
+                           for s in samples])
     result = {
         "benchmark": "memory_soak_embedded",
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
@@ -267,6 +276,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "warmup_s": warm_s,
         "rss_slope_second_half": {"mb_per_minute": per_min, "mb_per_million_new_nodes": per_mnode,
                                   "from_t_s": float(t[half][0]) if half.any() else None},
+        "rss_minus_rocksdb_pools_slope_second_half": {
+            "mb_per_minute": slope(t[half] / 60.0, rest[half]),
+            "mb_per_million_new_nodes": slope(nd[half] / 1e6, rest[half]),
+            "end_mb": round(float(rest[-1]), 2)},
+        "rocksdb_memory_mb_end": {k[len("rocksdb_"):-len("_mb")]: v for k, v in samples[-1].items()
+                                  if k.startswith("rocksdb_")} if samples else None,
         "bounded_by_design": {"cache_capacity_rows": a.cache_capacity, "table_rows_allocated": final_cache["rows"],
                               "resident_rows_end": final_cache["resident"], "evicted_rows": final_cache["evicted"],
                               "node_table_mb_end": round(tb / 2**20, 2),

@@ -297,6 +297,22 @@ class GraphStore:
                 "dirty": self.n_dirty, "evicted": r.n_evicted}
 
     @property
+    def rocksdb_memory(self) -> dict[str, int]:
+        """Bytes RocksDB holds in memory: ``block_cache`` (bounded by ``block_cache_mb``;
+        index and filter blocks are charged to it), ``memtables`` (bounded by the write
+        buffers) and ``table_readers`` (outside the block cache).
+
+        >>> import tempfile
+        >>> with GraphStore(tempfile.mkdtemp()) as s:
+        ...     sorted(s.rocksdb_memory)
+        ['block_cache', 'memtables', 'table_readers']
+        """
+        db = self._check_open()
+        props = {"block_cache": "rocksdb.block-cache-usage", "memtables": "rocksdb.cur-size-all-mem-tables",
+                 "table_readers": "rocksdb.estimate-table-readers-mem"}
+        return {k: int(db.property_int_value(v) or 0) for k, v in props.items()}
+
+    @property
     def n_dirty(self) -> int:
         """Rows changed since the last commit."""
         return int(self._rows.dirty()[0].size)
