@@ -14,7 +14,8 @@
 
 Where the time goes comes from the worker's own histograms: engine + send + commit time
 per batch (``batch_processing_seconds``), scoring (``model_inference_seconds``), records
-per batch (``batch_size_events``), producer timestamp to alert sent (``end_to_end``).
+per batch (``batch_size_events``), record timestamp to alert sent (``end_to_end``; in the latency run the events topic uses
+LogAppendTime, so that is broker append to alert sent: the worker's share).
 
 Uses the broker at ``--bootstrap`` or starts one (riskgraph.broker.LocalBroker) on free
 loopback ports in a temporary directory. Seeded; prints one JSON object.
