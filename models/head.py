@@ -37,6 +37,14 @@ FORMAT = 2  # 2: inner nodes' values are shrunk like the leaves' (contributions)
 _ARRAYS = ("feature", "threshold", "left", "right", "value", "is_leaf", "missing_left", "roots")
 
 
+@njit(cache=True, inline="always")
+def _child(node, x, threshold, left, right, missing_left):
+    """The child a value ``x`` goes to at an inner node (scikit-learn's rule)."""
+    if np.isnan(x):
+        return left[node] if missing_left[node] else right[node]
+    return left[node] if x <= threshold[node] else right[node]
+
+
 @njit(cache=True)
 def _predict(X, feature, threshold, left, right, value, is_leaf, missing_left, roots, baseline, out):
     for i in range(X.shape[0]):
@@ -44,13 +52,7 @@ def _predict(X, feature, threshold, left, right, value, is_leaf, missing_left, r
         for r in range(roots.shape[0]):
             node = roots[r]
             while not is_leaf[node]:
-                x = X[i, feature[node]]
-                if np.isnan(x):
-                    node = left[node] if missing_left[node] else right[node]
-                elif x <= threshold[node]:
-                    node = left[node]
-                else:
-                    node = right[node]
+                node = _child(node, X[i, feature[node]], threshold, left, right, missing_left)
             z += value[node]
         out[i] = z
 
@@ -64,13 +66,7 @@ def _contributions(X, feature, threshold, left, right, value, is_leaf, missing_l
             b += value[node]
             while not is_leaf[node]:
                 f = feature[node]
-                x = X[i, f]
-                if np.isnan(x):
-                    nxt = left[node] if missing_left[node] else right[node]
-                elif x <= threshold[node]:
-                    nxt = left[node]
-                else:
-                    nxt = right[node]
+                nxt = _child(node, X[i, f], threshold, left, right, missing_left)
                 out[i, f] += value[nxt] - value[node]
                 node = nxt
         bias[i] = b
