@@ -105,19 +105,17 @@ class Worker:
         s = settings
         if s.consume not in ("batch", "stream"):
             raise ValueError(f"RISKGRAPH_CONSUME must be 'batch' or 'stream', got {s.consume!r}")
-        if s.consume == "batch":
-            self.events_topic = BatchTopic(self.app, topics=[s.events_topic], partitions=s.partitions)
-        else:
-            self.events_topic = self.app.topic(s.events_topic, partitions=s.partitions)
         self.alerts_topic = self.app.topic(s.alerts_topic, partitions=s.partitions)
         self.dlq_topic = self.app.topic(s.dlq_topic, partitions=s.partitions)
         self.feedback_topic = self.app.topic(s.feedback_topic, partitions=1)
         set_fetch_max_wait(self.app.consumer, s.fetch_max_wait_ms)
         if s.consume == "batch":
+            self.events_topic = BatchTopic(self.app, topics=[s.events_topic], partitions=s.partitions)
             self.app.topics.add(self.events_topic)  # the conductor subscribes it and fills its queue
             install_fast_handoff(self.app.consumer)
             self.app.task(self._score_batches)
         else:
+            self.events_topic = self.app.topic(s.events_topic, partitions=s.partitions)
             self.app.agent(self.events_topic, name="riskgraph.score")(self._score_agent)
         self.app.agent(self.feedback_topic, name="riskgraph.feedback")(self._feedback_agent)
         self.app.timer(interval=2.0)(self._watch_model)
@@ -150,9 +148,7 @@ class Worker:
                 for tp, part in by_tp.items():
                     await self._handle_shielded(tp, part)
                     ack_all(part, app.consumer)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a store or broker failure: stop the worker, restart from the commit
+        except Exception as exc:  # a store or broker failure (not a stop): restart from the commit
             log.exception("scoring failed; stopping the worker (state and offsets are at the last commit)")
             await app.crash(exc)
             raise
