@@ -226,7 +226,8 @@ class TreeHead:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probabilities (float64[n]) of rows ``X``."""
-        return 1.0 / (1.0 + np.exp(-self.logit(X)))
+        with np.errstate(over="ignore"):  # exp(-z) overflows to inf for z < -709: p = 0, as it should
+            return 1.0 / (1.0 + np.exp(-self.logit(X)))
 
     # -- persistence ------------------------------------------------------------
 

@@ -137,6 +137,17 @@ def test_tree_head_predicts_exactly_what_scikit_learn_does(fitted) -> None:
     np.testing.assert_allclose(head.logit(X), clf.decision_function(X), rtol=0, atol=1e-12)
 
 
+def test_predict_saturates_quietly_at_extreme_logits(fitted) -> None:
+    import warnings
+
+    X, _, clf = fitted
+    head = TreeHead.from_sklearn(clf, ("a", "b", "c", "d"))
+    head.baseline = -1000.0  # every logit far below exp's range
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert (head.predict(X) == 0.0).all()
+
+
 def test_contributions_add_up_to_the_logit(fitted) -> None:
     X, _, clf = fitted
     head = TreeHead.from_sklearn(clf, ("a", "b", "c", "d"))
