@@ -129,8 +129,9 @@ class TreeHead:
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, inputs: Sequence[str], *, seed: int = 0, max_iter: int = 300,
-            learning_rate: float = 0.1, max_leaf_nodes: int = 31, early_stopping: bool = True,
-            class_weight: str | None = None, n_threads: int | None = None) -> "TreeHead":
+            learning_rate: float = 0.1, max_leaf_nodes: int = 31, l2_regularization: float = 1.0,
+            early_stopping: bool = True, class_weight: str | None = None,
+            n_threads: int | None = None) -> "TreeHead":
         """Fit gradient-boosted trees (scikit-learn) to 0/1 labels and copy them out.
 
         With ``early_stopping`` a seeded 10 % of the rows is held out inside the fit and
@@ -138,6 +139,12 @@ class TreeHead:
         ``metrics["n_trees"]`` (pass it as ``max_iter`` with ``early_stopping=False``
         to refit the same size of model on more rows). ``n_threads`` caps the OpenMP
         threads of the fit (None: scikit-learn's default, every core).
+
+        ``l2_regularization`` (default 1.0, scikit-learn's is 0) keeps leaf values finite
+        where a leaf's hessians are tiny: with rare positives and near-pure leaves,
+        unregularised log-loss boosting can diverge -- on the simulated traffic a 130-tree
+        refit on all rows rose from log-loss 0.0043 (tree 50) to 0.027 (tree 130),
+        in-sample AP 0.90 instead of 0.99.
         """
         from sklearn.ensemble import HistGradientBoostingClassifier
         from threadpoolctl import threadpool_limits
@@ -150,14 +157,15 @@ class TreeHead:
             raise ValueError("y must hold both classes, as 0/1")
         clf = HistGradientBoostingClassifier(
             max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
-            early_stopping=early_stopping, class_weight=class_weight, random_state=seed,
+            l2_regularization=l2_regularization, early_stopping=early_stopping, class_weight=class_weight,
+            random_state=seed,
         )
         with threadpool_limits(limits=n_threads):
             clf.fit(X, y)
         head = cls.from_sklearn(clf, inputs)
         head.metrics = {"n_trees": head.n_trees, "rows": int(X.shape[0]), "positives": int(y.sum()),
                         "learning_rate": learning_rate, "max_leaf_nodes": max_leaf_nodes,
-                        "class_weight": class_weight, "seed": seed}
+                        "l2_regularization": l2_regularization, "class_weight": class_weight, "seed": seed}
         return head
 
     @classmethod
@@ -223,6 +231,23 @@ class TreeHead:
         _contributions(X, self.feature, self.threshold, self.left, self.right, self.value, self.is_leaf,
                        self.missing_left, self.roots, out, bias)
         return out, bias
+
+    def log_loss(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Mean log-loss of rows ``X`` against 0/1 labels ``y`` (computed from the logits,
+        stable for any margin).
+
+        >>> h = TreeHead(("a",), 0.0, feature=np.zeros(3), threshold=np.array([0.5, 0, 0]),
+        ...              left=np.array([1, -1, -1]), right=np.array([2, -1, -1]),
+        ...              value=np.array([0.0, -2.0, 2.0]), is_leaf=np.array([False, True, True]),
+        ...              missing_left=np.zeros(3, bool), roots=np.array([0]))
+        >>> round(h.log_loss(np.array([[0.0], [1.0]]), np.array([0, 1])), 4)
+        0.1269
+        """
+        z = self.logit(X)
+        y = np.asarray(y, np.float64)
+        if y.shape != z.shape:
+            raise ValueError(f"y must have {z.shape[0]} labels, got {y.shape}")
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probabilities (float64[n]) of rows ``X``."""

@@ -48,7 +48,13 @@ log = logging.getLogger("riskgraph.train")
 #: early stopping on a seeded 10 % of the fitting rows, one thread -- on a shared
 #: machine OpenMP threads that wait for a busy core spin (demo-sized fit under load:
 #: 1.5-2.6 s on one thread, 1.3-8.5 s on two).
-HEAD_PARAMS: dict[str, Any] = {"max_iter": 300, "learning_rate": 0.1, "max_leaf_nodes": 15, "n_threads": 1}
+#: L2 on leaf values keeps boosting from diverging on rare positives (see ``TreeHead.fit``).
+HEAD_PARAMS: dict[str, Any] = {"max_iter": 300, "learning_rate": 0.1, "max_leaf_nodes": 15,
+                               "l2_regularization": 1.0, "n_threads": 1}
+
+#: A refit on every row is kept only if its log-loss on those rows is at most this
+#: factor of the first fit's (which saw fewer of them and should do no better).
+REFIT_TOLERANCE = 1.10
 
 
 def read_all(spec: FileSpec, batch_size: int = 50_000) -> tuple[list[Event], list[Any]]:
@@ -156,16 +162,41 @@ def train_job(settings: Settings, spec: FileSpec, *, out_dir: str, epochs: int =
 def _fit_head(X: np.ndarray, lab: np.ndarray, n_fit: int, seed: int) -> tuple[TreeHead, dict[str, Any], np.ndarray]:
     """Fit the head on events ``[0, n_fit)``, score the held-out rest with it, refit on all.
 
-    Returns the refitted head, its metrics and the held-out part's scores from the
-    first fit (out of sample, like the TGN's: what the stack is fitted on).
+    Returns the head to ship, its metrics and the held-out part's scores from the
+    first fit (out of sample, like the TGN's: what the stack is fitted on). The refit
+    ships only if :func:`choose_refit` accepts it; else the first fit does.
     """
     t0 = time.perf_counter()
     y = lab.astype(np.int64)
     first = TreeHead.fit(X[:n_fit], y[:n_fit], HEAD_INPUTS, seed=seed, **HEAD_PARAMS)
     held = first.predict(X[n_fit:])
-    head = TreeHead.fit(X, y, HEAD_INPUTS, seed=seed, **{**HEAD_PARAMS, "max_iter": first.n_trees,
-                                                         "early_stopping": False})
-    metrics = {"trees": head.n_trees, "fit_rows": int(n_fit), "refit_rows": int(len(y)),
+    refit = TreeHead.fit(X, y, HEAD_INPUTS, seed=seed, **{**HEAD_PARAMS, "max_iter": first.n_trees,
+                                                          "early_stopping": False})
+    head, check = choose_refit(first, refit, X, y)
+    metrics = {"trees": head.n_trees, "fit_rows": int(n_fit), "refit_rows": int(len(y)), "refit": check,
                "params": HEAD_PARAMS, "seconds": time.perf_counter() - t0}
     head.metrics.update(metrics)
     return head, metrics, held
+
+
+def choose_refit(first: TreeHead, refit: TreeHead, X: np.ndarray, y: np.ndarray,
+                 tolerance: float = REFIT_TOLERANCE) -> tuple[TreeHead, dict[str, Any]]:
+    """The refit (trained on every row of ``X``) unless it fits those rows worse than the
+    first fit (trained on a prefix of them) by more than ``tolerance``: a sign that
+    boosting diverged, seen with unregularised leaves. Returns the head and what was
+    compared (logged, and kept in the artifact's metrics).
+
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(size=(600, 2)); y = (X[:, 0] > 0.7).astype(int)
+    >>> good = TreeHead.fit(X, y, ("a", "b"), max_iter=20, early_stopping=False)
+    >>> bad = TreeHead.fit(X, 1 - y, ("a", "b"), max_iter=20, early_stopping=False)
+    >>> choose_refit(good, bad, X, y)[1]["kept"], choose_refit(bad, good, X, y)[1]["kept"]
+    ('first', 'refit')
+    """
+    first_loss, refit_loss = first.log_loss(X, y), refit.log_loss(X, y)
+    ok = refit_loss <= tolerance * first_loss
+    check = {"first_log_loss": first_loss, "refit_log_loss": refit_loss, "kept": "refit" if ok else "first"}
+    if not ok:
+        log.warning("head refit on all rows fits them worse than the first fit (log-loss %.5f > %.5f): "
+                    "keeping the first fit", refit_loss, first_loss)
+    return (refit if ok else first), check
