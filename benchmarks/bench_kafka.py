@@ -4,11 +4,13 @@
     first, then one worker (``python -m riskgraph.cli worker``, a real subprocess) starts
     on an empty state; events/s from the first scored event to the last, by polling its
     /metrics (``riskgraph_events_total{outcome="scored"}``) every 20 ms.
-(b) **Latency at a fixed offered rate**: a fresh worker; a paced producer sends
-    ``--rate`` events/s for ``--duration`` s; a consumer of the alerts topic (its own
-    process, so it does not share a GIL with the producer) notes when each alert arrives.
-    Latency = alert received minus the event's send time (one clock: same host). Only
-    events that raise an alert can be timed (about 1 %); their batch-mates wait as long.
+(b) **Latency at a fixed offered rate**: a fresh worker; a paced producer (aiokafka, see
+    ``paced_send``) sends ``--rate`` events/s for ``--duration`` s; a consumer of the
+    alerts topic (its own process, so it does not share a GIL with the producer) notes
+    when each alert arrives. Latency = alert received minus the event's send time (one
+    clock: same host), split per alert into send -> broker append, append -> alert sent
+    (the worker) and alert sent -> received, from the records' timestamps. Only events
+    that raise an alert can be timed (about 1 %); their batch-mates wait as long.
 (c) **Embedded reference**: ``streams.engine.Engine`` (``commit_every=1``, as the worker)
     over the same JSON bytes in micro-batches of the worker's size, no Kafka.
 
@@ -174,34 +176,57 @@ def preload(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> f
 
 def paced_send(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], ids: list[str],
                rate: float) -> tuple[dict[str, float], float]:
-    """Send at ``rate``/s on a fixed schedule; returns event id -> send time and the achieved rate."""
-    from kafka import KafkaProducer
+    """Send at ``rate``/s on a fixed schedule; returns event id -> send time and the achieved rate.
 
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1, max_in_flight_requests_per_connection=1)
-    sent: dict[str, float] = {}
-    try:
-        start = time.perf_counter()
-        wall0 = time.time() - start  # one clock for send and receive times: time.time() via perf_counter
-        for i, (k, v) in enumerate(records):
-            ahead = start + i / rate - time.perf_counter()
-            if ahead > 0.0005:
-                time.sleep(ahead)
-            sent[ids[i]] = wall0 + time.perf_counter()
-            p.send(topic, key=k, value=v)
-        elapsed = time.perf_counter() - start
-        p.flush(timeout=60)
-    finally:
-        p.close()
-    return sent, len(records) / elapsed
+    The load generator is aiokafka (acks=all, linger 1 ms), not kafka-python: on this
+    2-core machine kafka-python's producer costs about 118 us of CPU per record (59 % of
+    a core at 5,000/s, measured) against aiokafka's 24 us, and a load generator that
+    takes a core away from the broker and the worker measures itself. Every record
+    due by now is sent, then the loop sleeps 1 ms; a record's send time is when
+    ``send`` was called for it.
+    """
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    async def run() -> tuple[dict[str, float], float]:
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+        await p.start()
+        sent: dict[str, float] = {}
+        futs = []
+        try:
+            n = len(records)
+            start = time.perf_counter()
+            wall0 = time.time() - start  # one clock for send and receive times: time.time() via perf_counter
+            i = 0
+            while i < n:
+                due = min(n, int((time.perf_counter() - start) * rate) + 1)
+                while i < due:
+                    k, v = records[i]
+                    sent[ids[i]] = wall0 + time.perf_counter()
+                    futs.append(await p.send(topic, v, key=k))
+                    i += 1
+                await asyncio.sleep(0.001)
+            elapsed = time.perf_counter() - start
+            await asyncio.gather(*futs)
+        finally:
+            await p.stop()
+        return sent, n / elapsed
+
+    return asyncio.run(run())
 
 
 def _alerts_reader(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) -> None:
-    """In a child process: (event id, receive time) of every alert until ``stop`` is set."""
+    """In a child process: (event id, receive time, alert record timestamp) of every alert
+    until ``stop`` is set. The alert's timestamp is its CreateTime: when the worker's
+    producer took it, i.e. when the worker sent it."""
     import msgspec
     from kafka import KafkaConsumer
 
+    # a fetch returns as soon as an alert is appended (fetch.min.bytes 1): a long wait adds no
+    # latency, and a 5 ms one cost this process a fifth of a core in empty fetches
     c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                      fetch_max_wait_ms=5, enable_auto_commit=False)
+                      fetch_max_wait_ms=100, enable_auto_commit=False)
     dec = msgspec.json.Decoder()
     got: list[tuple[str, float]] = []
     try:
@@ -209,11 +234,11 @@ def _alerts_reader(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) 
         ready.set()
         idle_since = None
         while True:
-            batches = c.poll(timeout_ms=20)
+            batches = c.poll(timeout_ms=100)
             now = time.time()
             for recs in batches.values():
                 for r in recs:
-                    got.append((dec.decode(r.value)["event_id"], now))
+                    got.append((dec.decode(r.value)["event_id"], now, r.timestamp / 1e3))
             if stop.is_set():
                 idle_since = idle_since or time.monotonic()
                 if batches:
@@ -268,6 +293,46 @@ def bench_throughput(bootstrap: str, workdir: Path, records: list[tuple[bytes, b
     }
 
 
+def append_times(bootstrap: str, topic: str, wanted: set[str]) -> dict[str, float]:
+    """Broker append time (LogAppendTime, seconds) of the events whose id is in ``wanted``."""
+    import msgspec
+    from kafka import KafkaConsumer, TopicPartition
+
+    dec = msgspec.json.Decoder()
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    out: dict[str, float] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        end = c.end_offsets(tps)
+        deadline = time.monotonic() + 120
+        while any(c.position(tp) < end[tp] for tp in tps) and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=500, max_records=50_000).values():
+                for r in recs:
+                    eid = dec.decode(r.value).get("id")
+                    if eid in wanted:
+                        out[eid] = r.timestamp / 1e3
+    finally:
+        c.close()
+    return out
+
+
+def segments(sent: dict[str, float], got: list[tuple[str, float, float]], appended: dict[str, float]) -> dict:
+    """Where each timed alert's latency went, ms percentiles per segment: producer send ->
+    broker append of the event (the load generator and the broker), append -> alert sent
+    (the worker), alert sent -> received (the broker and the alert reader). The three add up
+    to the end-to-end number per alert (the segment percentiles do not add up)."""
+    rows = np.array([(appended[e] - sent[e], t_alert - appended[e], t_recv - t_alert)
+                     for e, t_recv, t_alert in got if e in sent and e in appended]) * 1e3
+    if not len(rows):
+        return {}
+    return {name: {"p50": round(float(np.percentile(rows[:, i], 50)), 2),
+                   "p99": round(float(np.percentile(rows[:, i], 99)), 2),
+                   "max": round(float(rows[:, i].max()), 2)}
+            for i, name in enumerate(("send_to_append", "append_to_alert_sent", "alert_sent_to_received"))}
+
+
 def log_append_time(bootstrap: str, topic: str) -> None:
     """Stamp the topic's records with the broker's append time instead of the producer's.
 
@@ -316,7 +381,8 @@ def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, byte
         if reader.is_alive():
             reader.terminate()
         w.stop()
-    lat = np.array([(t - sent[e]) * 1e3 for e, t in got if e in sent])
+    lat = np.array([(t - sent[e]) * 1e3 for e, t, _ in got if e in sent])
+    appended = append_times(bootstrap, w.settings.events_topic, {e for e, _, _ in got if e in sent})
     n_alerts_paced = int(len(lat))
     # worker-side end_to_end (producer timestamp to alert sent), paced part only
     e2e = {k: v - base.get(k, 0.0) for k, v in end.items() if k[0].startswith("riskgraph_end_to_end")}
@@ -331,6 +397,8 @@ def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, byte
         "latency_p90_ms": round(float(np.percentile(lat, 90)), 2) if n_alerts_paced else None,
         "latency_p99_ms": round(float(np.percentile(lat, 99)), 2) if n_alerts_paced else None,
         "latency_max_ms": round(float(lat.max()), 2) if n_alerts_paced else None,
+        # per alert, from record timestamps (one clock: every process runs on this machine)
+        "latency_segments_ms": segments(sent, got, appended),
         # broker append time -> alert sent (the events topic uses LogAppendTime here)
         "worker_append_to_alert_seconds": histogram(e2e, "riskgraph_end_to_end_latency_seconds"),
         "worker_batch_processing_seconds": histogram(proc, "riskgraph_batch_processing_seconds"),
