@@ -41,17 +41,20 @@ import numpy as np
 from features.layout import NodeArrays
 
 Loader = Callable[[np.ndarray, np.ndarray], None]
+#: Called with ``(ids, slots)`` of clean rows about to be evicted (their data still in place).
+EvictHook = Callable[[np.ndarray, np.ndarray], None]
 _INITIAL_ROWS = 4096
 
 
 class RowCache:
     """Node table plus id -> slot residency with LRU eviction of clean rows."""
 
-    def __init__(self, mem_dim: int, capacity: int, load: Loader) -> None:
+    def __init__(self, mem_dim: int, capacity: int, load: Loader, on_evict: EvictHook | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"cache capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
         self._load = load
+        self._on_evict = on_evict
         rows = min(self.capacity, _INITIAL_ROWS)
         self.table = NodeArrays.empty(rows, mem_dim)
         self._id_of_slot = np.full(rows, -1, np.int64)  # -1: free
@@ -175,6 +178,8 @@ class RowCache:
         if cand.size > want:
             cand = cand[np.argpartition(self._last_used[cand], want - 1)[:want]]
         if cand.size:
+            if self._on_evict is not None:
+                self._on_evict(self._id_of_slot[cand], cand)
             self._slot_by_id[self._id_of_slot[cand]] = -1
             self._id_of_slot[cand] = -1
             self._free = np.concatenate([self._free, cand])

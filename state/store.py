@@ -43,6 +43,7 @@ from rocksdict import (
 
 from features.layout import NodeArrays, init_rows
 from state.cache import RowCache
+from state.memcache import MemCache
 from state.codecs import (
     FORMAT_VERSION,
     CorruptRecordError,
@@ -107,16 +108,21 @@ class GraphStore:
     external ids kept in memory (default: ``cache_capacity``). ``sync``: fsync the
     write-ahead log at every commit (survives power loss, not only process death).
     ``block_cache_mb``: RocksDB's cache of uncompressed blocks, for rows and ids
-    read back after eviction or a restart.
+    read back after eviction or a restart. ``mem_cache_capacity``: nodes whose model
+    memory (``mem``, ``mem_dim`` float32s) is kept apart from the row cache for
+    :meth:`peek_mem` (0: none; see ``state.memcache``).
     """
 
     def __init__(self, path: str | os.PathLike, *, mem_dim: int = 0, cache_capacity: int = 1_000_000,
                  create: bool = True, id_cache_capacity: int | None = None, sync: bool = False,
-                 block_cache_mb: int = 256) -> None:
+                 block_cache_mb: int = 256, mem_cache_capacity: int = 0) -> None:
         if isinstance(mem_dim, bool) or not isinstance(mem_dim, (int, np.integer)) or mem_dim < 0:
             raise ValueError(f"mem_dim must be an int >= 0, got {mem_dim!r}")
         if isinstance(cache_capacity, bool) or not isinstance(cache_capacity, (int, np.integer)) or cache_capacity < 1:
             raise ValueError(f"cache_capacity must be an int >= 1, got {cache_capacity!r}")
+        if isinstance(mem_cache_capacity, bool) or not isinstance(mem_cache_capacity, (int, np.integer)) \
+                or mem_cache_capacity < 0:
+            raise ValueError(f"mem_cache_capacity must be an int >= 0, got {mem_cache_capacity!r}")
         self.path = os.fspath(path)
         self.mem_dim = int(mem_dim)
         if not create and not os.path.exists(os.path.join(self.path, "CURRENT")):
@@ -132,7 +138,9 @@ class GraphStore:
         self._write_opts = WriteOptions()
         self._write_opts.sync = bool(sync)
         self._ids = IdMap(self._db, next_id, id_cache_capacity or int(cache_capacity))
-        self._rows = RowCache(self.mem_dim, int(cache_capacity), self._load_rows)
+        self._mem = MemCache(self.mem_dim, int(mem_cache_capacity)) if mem_cache_capacity and self.mem_dim else None
+        self._rows = RowCache(self.mem_dim, int(cache_capacity), self._load_rows,
+                              on_evict=self._keep_mem if self._mem is not None else None)
         self._scratch = np.empty(0, record_dtype(self.mem_dim))  # reused by every commit
 
     # -- opening ------------------------------------------------------------
@@ -191,6 +199,11 @@ class GraphStore:
         return self._ids.next_id
 
     @property
+    def mem_cache_capacity(self) -> int:
+        """Nodes whose memory the compact cache may hold (0: no such cache)."""
+        return 0 if self._mem is None else self._mem.capacity
+
+    @property
     def cache_capacity(self) -> int:
         return self._rows.capacity
 
@@ -217,6 +230,59 @@ class GraphStore:
         """
         self._check_open()
         return self._rows.lookup(self._ids.check_ids(ids), mark_dirty=False)
+
+    def peek_mem(self, ids: np.ndarray) -> np.ndarray:
+        """The ``mem`` rows (float32[len(ids), mem_dim], a copy) of ``ids``, read-only use.
+
+        For rows that are only read, like a TGN's temporal neighbours: a resident row
+        is read from the row cache; any other from the memory cache, else RocksDB
+        (then kept in the memory cache) -- without loading the full row or evicting
+        one. Never-written nodes read as fresh rows do (zeros).
+
+        >>> import tempfile
+        >>> with GraphStore(tempfile.mkdtemp(), mem_dim=2, cache_capacity=1, mem_cache_capacity=8) as st:
+        ...     s = st.slots(st.resolve(["a"]))
+        ...     st.table.mem[s] = 5.0
+        ...     st.commit()
+        ...     _ = st.peek_slots(st.resolve(["b", "c"]))  # "a" leaves the row cache
+        ...     st.peek_mem(st.resolve(["a", "b", "z"])).tolist()
+        [[5.0, 5.0], [0.0, 0.0], [0.0, 0.0]]
+        """
+        self._check_open()
+        ids = self._ids.check_ids(ids)
+        table = self._rows.table
+        out = np.zeros((ids.shape[0], self.mem_dim), np.float32)
+        res = self._rows.resident_slots(ids)
+        here = res >= 0
+        out[here] = table.mem[res[here]]
+        rest = np.flatnonzero(~here)
+        if rest.size == 0:
+            return out
+        if self._mem is not None:
+            got = self._mem.get(ids[rest])
+            hit = got >= 0
+            out[rest[hit]] = self._mem.rows[got[hit]]
+            rest = rest[~hit]
+        rest = rest[ids[rest] < self._ids.n_committed]  # newer ids have no record: zeros
+        if rest.size:
+            uniq, inv = np.unique(ids[rest], return_inverse=True)
+            values = self._check_open().get(node_keys(uniq))
+            stored = np.fromiter((v is not None for v in values), np.bool_, len(values))
+            mem = np.zeros((uniq.shape[0], self.mem_dim), np.float32)
+            if stored.any():
+                try:
+                    rec = decode_records([v for v in values if v is not None], self.mem_dim, copy=False)
+                except CorruptRecordError as exc:
+                    nid = int(uniq[stored][exc.index])
+                    raise CorruptRecordError(f"node record of internal id {nid}: {exc}", exc.index) from None
+                mem[stored] = rec["mem"]
+            out[rest] = mem[inv]
+            if self._mem is not None:
+                self._mem.put(uniq, mem)
+        return out
+
+    def _keep_mem(self, ids: np.ndarray, slots: np.ndarray) -> None:
+        self._mem.put(ids, self._rows.table.mem[slots])  # type: ignore[union-attr]
 
     def _load_rows(self, ids: np.ndarray, slots: np.ndarray) -> None:
         table = self._rows.table
@@ -293,8 +359,12 @@ class GraphStore:
     def cache_stats(self) -> dict[str, int]:
         """Row cache counters: capacity (configured), rows (allocated), resident, dirty, evicted."""
         r = self._rows
-        return {"capacity": r.capacity, "rows": r.table.capacity, "resident": r.n_resident,
-                "dirty": self.n_dirty, "evicted": r.n_evicted}
+        out = {"capacity": r.capacity, "rows": r.table.capacity, "resident": r.n_resident,
+               "dirty": self.n_dirty, "evicted": r.n_evicted}
+        if self._mem is not None:
+            m = self._mem
+            out.update(mem_cache_rows=len(m), mem_cache_hits=m.hits, mem_cache_misses=m.misses)
+        return out
 
     @property
     def rocksdb_memory(self) -> dict[str, int]:
