@@ -193,7 +193,9 @@ class ScoringModel:
             if ctx is None:
                 raise ValueError("a TGN model needs the batch context (store and slots)")
             store = ctx.store
-            out = self.tgn.score_batch(store.table, ctx.src_slot, ctx.dst_slot, ctx.ts, unit, store.peek_slots)
+            rows_of = store.peek_mem if store.mem_cache_capacity else None  # neighbours: compact cache
+            out = self.tgn.score_batch(store.table, ctx.src_slot, ctx.dst_slot, ctx.ts, unit, store.peek_slots,
+                                       rows_of=rows_of)
             self.tgn.update_batch(store.table, out)  # peek_slots may have grown the table: read it again
             comps["tgn_risk"] = out.risk
             comps["tgn_link"] = out.link_surprise

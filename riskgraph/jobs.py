@@ -67,7 +67,8 @@ def open_store(settings: Settings, model: ScoringModel, state_dir: str | None) -
     if state_dir is None:
         tmp = tempfile.mkdtemp(prefix="riskgraph-state-")
         state_dir = tmp
-    return GraphStore(state_dir, mem_dim=model.mem_dim, cache_capacity=settings.cache_capacity), tmp
+    return GraphStore(state_dir, mem_dim=model.mem_dim, cache_capacity=settings.cache_capacity,
+                      mem_cache_capacity=settings.mem_cache_capacity), tmp
 
 
 def entity_scores(store: GraphStore, now: float) -> dict[str, float]:

@@ -58,6 +58,10 @@ from models.tgn.neighbours import Neighbours, recent_neighbours
 #: Maps internal node ids to their rows in the table (-1: not resident). The graph store
 #: provides one (``peek_slots``); an in-memory table whose slots are the ids uses identity.
 SlotsOf = Callable[[np.ndarray], np.ndarray]
+#: Optional: the ``mem`` rows (float32[n, row_width]) of internal node ids, for rows only
+#: read (temporal neighbours). The graph store provides one (``peek_mem``) that serves
+#: rows not resident in the table from a compact memory cache instead of loading them.
+RowsOf = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -169,6 +173,18 @@ class TGNRuntime:
         nb = recent_neighbours(table, q, np.tile(np.asarray(ts, np.float64), 2), self.model.config.k)
         return np.unique(nb.ids[nb.valid])
 
+    def _neighbour_rows(self, table: NodeArrays, ids: np.ndarray, slots_of: SlotsOf,
+                        rows_of: RowsOf | None) -> np.ndarray:
+        """``mem`` rows (float32[len(ids), row_width]) of distinct neighbour ids."""
+        if rows_of is None:
+            slots = self._resolve(slots_of, ids, table)  # first: loading rows may grow the table's arrays
+            return table.mem[slots]
+        rows = np.asarray(rows_of(ids))
+        if rows.shape != (ids.shape[0], self.model.row_width) or rows.dtype != np.float32:
+            raise ValueError(f"rows_of must return float32 rows of shape ({ids.shape[0]}, {self.model.row_width}), "
+                             f"got {rows.dtype} {rows.shape}")
+        return rows
+
     @staticmethod
     def _resolve(slots_of: SlotsOf, ids: np.ndarray, table: NodeArrays) -> np.ndarray:
         uniq, inv = np.unique(ids, return_inverse=True)
@@ -188,13 +204,15 @@ class TGNRuntime:
     # -- the one forward pass -----------------------------------------------
 
     def forward(self, table: NodeArrays, src_slot: np.ndarray, dst_slot: np.ndarray, ts: np.ndarray,
-                edge_feats: np.ndarray, slots_of: SlotsOf, neg_slot: np.ndarray | None = None) -> BatchForward:
+                edge_feats: np.ndarray, slots_of: SlotsOf, neg_slot: np.ndarray | None = None,
+                rows_of: RowsOf | None = None) -> BatchForward:
         """Logits, attention and the pending memory update of a batch of ``n`` events.
 
         ``src_slot``/``dst_slot`` rows of the events' ends, ``ts`` event times (seconds),
         ``edge_feats`` float[n, edge_dim] (finite), ``neg_slot`` optional negative
-        destination rows (training). Autograd follows the caller's grad mode; the
-        table is not modified (see :meth:`update_batch`).
+        destination rows (training). Temporal neighbours' rows come from ``rows_of``
+        (by id) when given, else from the table at ``slots_of`` (ids to slots). Autograd
+        follows the caller's grad mode; the table is not modified (see :meth:`update_batch`).
         """
         model, dev = self.model, self.device
         src_slot, dst_slot, ts, edge = self._check(table, src_slot, dst_slot, ts, edge_feats)
@@ -205,17 +223,22 @@ class TGNRuntime:
         q_slot = np.concatenate(queries)
         q_ts = np.tile(ts, len(queries))
         nb = recent_neighbours(table, q_slot, q_ts, model.config.k)
-        nbr_slot = self._resolve(slots_of, nb.ids[nb.valid], table)
 
-        # fold pending messages once per distinct row read
-        uniq, inv = np.unique(np.concatenate([q_slot, nbr_slot]), return_inverse=True)
-        rows = table.mem[uniq]
+        # fold pending messages once per distinct query row and once per distinct neighbour
+        # (a node that is both is folded twice, from the same row: the same memory)
+        nbr_ids, nbr_inv = np.unique(nb.ids[nb.valid], return_inverse=True)
+        nbr_rows = self._neighbour_rows(table, nbr_ids, slots_of, rows_of)  # may grow the table: read it after
+        q_u, q_inv = np.unique(q_slot, return_inverse=True)
+        rows = np.concatenate([table.mem[q_u], nbr_rows])
         bad = ~np.isin(rows[:, model.layout.kind], (NO_MESSAGE, AS_SOURCE, AS_DESTINATION)) \
             | ~np.isfinite(rows).all(axis=1)
         if bad.any():
+            where = [f"slot {q_u[i]}" if i < q_u.shape[0] else f"node {nbr_ids[i - q_u.shape[0]]}"
+                     for i in np.flatnonzero(bad)[:10]]
             raise ValueError("corrupt node rows (non-finite values, or a pending-message kind other than "
-                             f"0, 1, 2) in slots {uniq[bad][:10].tolist()}")
+                             f"0, 1, 2) at {', '.join(where)}")
         memory = model.apply_pending(torch.from_numpy(rows).to(dev))
+        inv = np.concatenate([q_inv, q_u.shape[0] + nbr_inv])
         q_n = q_slot.shape[0]
         nbr_u = np.zeros(nb.ids.shape, np.int64)
         nbr_u[nb.valid] = inv[q_n:]
@@ -266,14 +289,14 @@ class TGNRuntime:
     # -- serving -------------------------------------------------------------
 
     def score_batch(self, table: NodeArrays, src_slot: np.ndarray, dst_slot: np.ndarray, ts: np.ndarray,
-                    edge_feats: np.ndarray, slots_of: SlotsOf) -> TGNScores:
+                    edge_feats: np.ndarray, slots_of: SlotsOf, rows_of: RowsOf | None = None) -> TGNScores:
         """Scores of a batch (eval mode, ``torch.inference_mode``); pass the result to :meth:`update_batch`."""
         was_training = self.model.training
         if was_training:  # Module.train walks every submodule: skip it on the hot path
             self.model.eval()
         try:
             with torch.inference_mode():
-                fwd = self.forward(table, src_slot, dst_slot, ts, edge_feats, slots_of)
+                fwd = self.forward(table, src_slot, dst_slot, ts, edge_feats, slots_of, rows_of=rows_of)
         finally:
             if was_training:
                 self.model.train()

@@ -99,7 +99,7 @@ def serving_model(t: Trained) -> ScoringModel:
 
 
 def serve(path, t: Trained, *, restart_at: tuple[int, ...] = (), cache_capacity: int = 1_000_000,
-          commit_every: int = 1) -> tuple[dict[str, np.ndarray], dict]:
+          commit_every: int = 1, mem_cache_capacity: int = 0) -> tuple[dict[str, np.ndarray], dict]:
     """Stream ``t.events`` through Engine + GraphStore in batches of B; restart at the given event counts."""
     cuts = [0, *restart_at, len(t.events)]
     parts: dict[str, list[np.ndarray]] = {}
@@ -107,13 +107,16 @@ def serve(path, t: Trained, *, restart_at: tuple[int, ...] = (), cache_capacity:
     for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
         assert lo % B == 0, "restarts happen between two batches"
         sm = serving_model(t)
-        with GraphStore(path, mem_dim=sm.mem_dim, cache_capacity=cache_capacity, create=(i == 0)) as store:
+        with GraphStore(path, mem_dim=sm.mem_dim, cache_capacity=cache_capacity, create=(i == 0),
+                        mem_cache_capacity=mem_cache_capacity) as store:
             assert store.positions().get("file/0", 0) == lo  # it resumes exactly where it stopped
             eng = Engine(store, sm, commit_every=commit_every)
             run = run_batches(eng, chunk_events(t.events[lo:hi], B), progress=False)
             for k, v in run.components.items():
                 parts.setdefault(k, []).append(v)
             stats["evicted"] += store.cache_stats["evicted"]
+            for k in ("mem_cache_hits", "mem_cache_misses"):
+                stats[k] = stats.get(k, 0) + store.cache_stats.get(k, 0)
             stats["max_rows"] = max(stats.get("max_rows", 0), store.cache_stats["rows"])
             stats["node_count"] = store.node_count
             stats["ext_order"] = store.external_ids(np.arange(store.node_count))
@@ -162,6 +165,17 @@ def test_parity_with_an_evicting_hot_cache(tmp_path, trained: Trained) -> None:
     assert stats["evicted"] > len(trained.ext_order), stats
     assert stats["max_rows"] < len(trained.ext_order), stats  # never the whole graph in memory
     assert_parity(got, trained.offline, "cache_capacity=32")
+
+
+def test_parity_with_neighbour_memory_from_the_compact_cache(tmp_path, trained: Trained) -> None:
+    # neighbours read through GraphStore.peek_mem: resident rows, the memory cache (itself
+    # too small, so it evicts too) or RocksDB; a restart empties it
+    n_batches = -(-len(trained.events) // B)
+    got, stats = serve(tmp_path / "g", trained, cache_capacity=32, commit_every=2, mem_cache_capacity=96,
+                       restart_at=(B * (n_batches // 2),))
+    assert stats["evicted"] > len(trained.ext_order) // 2, stats  # neighbours no longer load full rows
+    assert stats["mem_cache_hits"] > 0 and stats["mem_cache_misses"] > 0, stats
+    assert_parity(got, trained.offline, "cache_capacity=32, mem_cache_capacity=96")
 
 
 def test_parity_through_raw_records_and_restart_with_small_cache(tmp_path, trained: Trained) -> None:
