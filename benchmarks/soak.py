@@ -160,8 +160,11 @@ def plot(samples: list[dict], warm_s: float, path: str, title: str) -> None:
     if "rocksdb_block_cache_mb" in samples[0]:
         ax.plot(t, [s["rocksdb_block_cache_mb"] for s in samples], color="tab:green", ls=":",
                 label="RocksDB block cache (MB)")
-        ax.plot(t, [s["rss_mb"] - s["rocksdb_block_cache_mb"] - s["rocksdb_memtables_mb"] for s in samples],
-                color="tab:purple", ls="-.", label="RSS minus block cache and memtables (MB)")
+        ax.plot(t, [s["rss_mb"] - s["rocksdb_block_cache_mb"] - s["rocksdb_memtables_mb"] - s.get("mem_cache_mb", 0.0)
+                    for s in samples],
+                color="tab:purple", ls="-.", label="RSS minus block cache, memtables, memory cache (MB)")
+    if any(s.get("mem_cache_mb") for s in samples):
+        ax.plot(t, [s["mem_cache_mb"] for s in samples], color="tab:brown", ls="--", label="TGN memory cache (MB)")
     ax.set_xlabel("minutes")
     ax.set_ylabel("MB")
     ax.axvline(warm_s / 60.0, color="grey", ls=":", label="end of warm-up")
@@ -187,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--commit-every", type=int, default=10, help="micro-batches per RocksDB commit")
     p.add_argument("--cache-capacity", type=int, default=100_000, help="node rows kept in memory")
     p.add_argument("--block-cache-mb", type=int, default=256)
+    p.add_argument("--mem-cache-capacity", type=int, default=0,
+                   help="with --tgn: TGN memories kept for neighbour reads (state.memcache; 0: none)")
     p.add_argument("--new-frac", type=float, default=0.05, help="probability that an event end is a new entity")
     p.add_argument("--hubs", type=int, default=2000)
     p.add_argument("--initial", type=int, default=10_000, help="entities the first events draw from")
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     try:
         with GraphStore(path, mem_dim=model.mem_dim, cache_capacity=a.cache_capacity,
-                        block_cache_mb=a.block_cache_mb) as store:
+                        block_cache_mb=a.block_cache_mb, mem_cache_capacity=a.mem_cache_capacity) as store:
             eng = Engine(store, model, commit_every=a.commit_every)
             n_events, last_events, last_t = 0, 0, t_start
             next_sample = t_start
@@ -223,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "slot_map_mb": (None if slot_map_bytes(store) is None
                                          else round(slot_map_bytes(store) / 2**20, 2)),
                          "ev_per_s": round((n_events - last_events) / max(now - last_t, 1e-9), 1),
+                         "mem_cache_mb": round(cs.get("mem_cache_bytes", 0) / 2**20, 2),
                          **{f"rocksdb_{k}_mb": round(v / 2**20, 2) for k, v in store.rocksdb_memory.items()}}
                     samples.append(s)
                     if not a.quiet:
@@ -255,16 +261,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     half = t >= t[-1] / 2
     per_min = slope(t[half] / 60.0, rss[half])
     per_mnode = slope(nd[half] / 1e6, rss[half])
-    # what is left once RocksDB's bounded pools (block cache, memtables) are taken out
+    # what is left once the bounded pools (RocksDB's block cache and memtables, the memory cache) are taken out
     rest = rss - np.array([s.get("rocksdb_block_cache_mb", 0.0) + s.get("rocksdb_memtables_mb", 0.0)
-                           for s in samples])
+                           + s.get("mem_cache_mb", 0.0) for s in samples])
     result = {
         "benchmark": "memory_soak_embedded",
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count()},
         "config": {"minutes": a.minutes, "tgn": a.tgn, "batch": a.batch, "commit_every": a.commit_every,
                    "cache_capacity": a.cache_capacity, "block_cache_mb": a.block_cache_mb,
-                   "new_frac": a.new_frac, "hubs": a.hubs, "initial": a.initial, "seed": a.seed,
+                   "mem_cache_capacity": a.mem_cache_capacity, "new_frac": a.new_frac, "hubs": a.hubs, "initial": a.initial, "seed": a.seed,
                    "mem_dim": model.mem_dim, "model_version": model.version, "rss_source": rss_source()},
         "events": n_events,
         "events_per_s_engine": n_events / busy if busy else None,
@@ -276,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "warmup_s": warm_s,
         "rss_slope_second_half": {"mb_per_minute": per_min, "mb_per_million_new_nodes": per_mnode,
                                   "from_t_s": float(t[half][0]) if half.any() else None},
-        "rss_minus_rocksdb_pools_slope_second_half": {
+        "rss_minus_bounded_pools_slope_second_half": {
             "mb_per_minute": slope(t[half] / 60.0, rest[half]),
             "mb_per_million_new_nodes": slope(nd[half] / 1e6, rest[half]),
             "end_mb": round(float(rest[-1]), 2)},
@@ -285,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "bounded_by_design": {"cache_capacity_rows": a.cache_capacity, "table_rows_allocated": final_cache["rows"],
                               "resident_rows_end": final_cache["resident"], "evicted_rows": final_cache["evicted"],
                               "node_table_mb_end": round(tb / 2**20, 2),
+                              "mem_cache_mb_end": samples[-1].get("mem_cache_mb") if samples else None,
                               "block_cache_mb": a.block_cache_mb},
         "grows_by_design": {"slot_map_mb_end": None if sm is None else round(sm / 2**20, 2),
                             "note": "state.cache: dense int32 id -> slot map, 4 bytes per entity ever seen "
@@ -301,7 +308,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         png = os.path.splitext(a.out)[0] + ".png"
         plot(samples, warm_s, png,
              f"soak: {'TGN + ' if a.tgn else ''}detector, cache {a.cache_capacity:,} rows, "
-             f"{nodes:,} nodes at the end")
+             + (f"memory cache {a.mem_cache_capacity:,} nodes, " if a.mem_cache_capacity else "")
+             + f"{nodes:,} nodes at the end")
         print(f"wrote {a.out} and {png}", file=sys.stderr)
     return result
 

@@ -50,6 +50,11 @@ class MemCache:
         self._tick = 0
         self.hits = self.misses = self.n_evicted = 0
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its arrays (the rows grow by doubling up to the capacity)."""
+        return int(self.rows.nbytes + self._id_of_slot.nbytes + self._last_used.nbytes + self._slot_by_id.nbytes)
+
     def __len__(self) -> int:
         return int(self.rows.shape[0] - self._free.size)
 

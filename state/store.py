@@ -363,7 +363,8 @@ class GraphStore:
                "dirty": self.n_dirty, "evicted": r.n_evicted}
         if self._mem is not None:
             m = self._mem
-            out.update(mem_cache_rows=len(m), mem_cache_hits=m.hits, mem_cache_misses=m.misses)
+            out.update(mem_cache_rows=len(m), mem_cache_hits=m.hits, mem_cache_misses=m.misses,
+                       mem_cache_bytes=m.nbytes)
         return out
 
     @property
