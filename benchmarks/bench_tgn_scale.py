@@ -25,8 +25,9 @@ Per size N, in a child process of its own (clean RSS, nothing shared but the OS 
    commit included); the reported rate is the median over rounds.
 
 The hot cache (``--cache-capacity``, default 200,000 rows) holds all of 10^4 and 10^5 but
-a fifth of 10^6, so the large setting reads most ends back from RocksDB (LZ4 blocks,
-``--block-cache-mb`` of block cache, the rest from the OS page cache). Temporal
+a fifth of 10^6, so the large setting reads most ends back from RocksDB (blocks compressed
+as ``--compression`` says, default none as in the store; ``--block-cache-mb`` of block
+cache, the rest from the OS page cache). Temporal
 neighbours are only read: their memory comes from the row cache, else the memory cache
 (``--mem-cache-capacity``, default 1,000,000 nodes, ``state.memcache``), else RocksDB;
 ``--mem-cache-capacity 0`` loads them as full rows, as before that cache existed.
@@ -171,7 +172,7 @@ def child_build(c: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # the build is not timed: a hot cache holding the whole graph makes it several times faster
     with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=max(c["cache_capacity"], n + 1),
-                    block_cache_mb=c["block_cache_mb"]) as store:
+                    block_cache_mb=c["block_cache_mb"], compression=c.get("compression", "none")) as store:
         # 1. detector-only: feature accumulators and neighbour rings of every node
         eng = Engine(store, make_model(seed, tgn=False), commit_every=10)
         n_det = c["touches"] * n // 2
@@ -220,7 +221,8 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
     perm = np.random.default_rng([seed, n, 999]).permutation(n)  # fixed per size: the same hot ids every round
     rss0 = rss_mb()
     with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=c["cache_capacity"], create=False,
-                    block_cache_mb=c["block_cache_mb"], mem_cache_capacity=c["mem_cache_capacity"]) as store:
+                    block_cache_mb=c["block_cache_mb"], mem_cache_capacity=c["mem_cache_capacity"],
+                    compression=c.get("compression", "none")) as store:
         assert store.node_count == n
         model = make_model(seed, tgn=True)
         eng = Engine(store, model, commit_every=c["commit_every"])
@@ -269,15 +271,15 @@ def run_child(step: str, conf: dict[str, Any]) -> dict[str, Any]:
 # -- the parent --------------------------------------------------------------------
 
 
-def compact(path: str, block_cache_mb: int) -> dict[str, Any]:
+def compact(path: str, block_cache_mb: int, compression: str) -> dict[str, Any]:
     """Flush and fully compact a closed store with its own options; sizes before and after."""
     from rocksdict import Rdict
 
-    from state.store import _db_options  # the store's own options (LZ4, bloom filters)
+    from state.store import _db_options  # the store's own options (compression, bloom filters)
 
     before = dir_bytes(path)
     t0 = time.perf_counter()
-    db = Rdict(path, _db_options(False, block_cache_mb))
+    db = Rdict(path, _db_options(False, block_cache_mb, compression))
     try:
         db.flush()
         db.compact_range(None, None)
@@ -331,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--commit-every", type=int, default=1, help="batches per RocksDB commit (worker: 1)")
     p.add_argument("--cache-capacity", type=int, default=200_000, help="hot node rows (GraphStore)")
     p.add_argument("--block-cache-mb", type=int, default=256)
+    p.add_argument("--compression", choices=("none", "lz4"), default="none", help="RocksDB block compression")
     p.add_argument("--mem-cache-capacity", type=int, default=1_000_000,
                    help="TGN memories kept for neighbour reads outside the row cache (0: none, as before)")
     p.add_argument("--prepop-touches", type=int, default=10, help="detector-pass event ends per node in the build")
@@ -362,7 +365,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = a.workdir or tempfile.mkdtemp(prefix="riskgraph-tgn-scale-")
     os.makedirs(work, exist_ok=True)
     base = {"seed": a.seed, "cache_capacity": a.cache_capacity, "block_cache_mb": a.block_cache_mb,
-            "mem_cache_capacity": a.mem_cache_capacity,
+            "mem_cache_capacity": a.mem_cache_capacity, "compression": a.compression,
             "batch": a.batch, "commit_every": a.commit_every, "threads": a.threads, "dist": a.dist,
             "zipf_a": a.zipf_a, "touches": a.prepop_touches, "build_batch": a.build_batch,
             "warmup": a.warmup, "events": per_round}
@@ -382,7 +385,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"evicted {res['rows_evicted_measured']:,}, rss {res['rss_mb_end']:.0f} MB")
         disk = {}
         for n in sizes:
-            disk[n] = compact(os.path.join(work, f"n{n}"), a.block_cache_mb)
+            disk[n] = compact(os.path.join(work, f"n{n}"), a.block_cache_mb, a.compression)
             log(f"N={n:,}: {disk[n]['dir_bytes'] / n:,.0f} bytes/node on disk after compaction")
     finally:
         if not a.keep:

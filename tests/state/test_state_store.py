@@ -224,3 +224,17 @@ def test_closed_store_refuses_use(tmp_path):
     with pytest.raises(RuntimeError, match="closed"):
         st.commit()
     assert "closed" in repr(st)
+
+
+def test_compression_is_checked_and_either_kind_reads_the_other(tmp_path, rng, helpers):
+    with pytest.raises(ValueError, match="compression"):
+        GraphStore(tmp_path / "bad", compression="zstd")
+    assert not (tmp_path / "bad").exists()
+    names = [f"n{i}" for i in range(50)]
+    with GraphStore(tmp_path / "s", mem_dim=3, compression="lz4") as st:
+        helpers.fill_random(st.table, st.slots(st.resolve(names)), rng)
+        st.commit(positions={"events/0": 50})
+        before = _snapshot(st, names, helpers)
+        st.flush()  # into an LZ4-compressed file
+    with GraphStore(tmp_path / "s", mem_dim=3, create=False, compression="none") as st:
+        assert _snapshot(st, names, helpers) == before and st.positions() == {"events/0": 50}
