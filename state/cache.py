@@ -46,6 +46,22 @@ EvictHook = Callable[[np.ndarray, np.ndarray], None]
 _INITIAL_ROWS = 4096
 
 
+def grow_id_map(slot_by_id: np.ndarray, n: int) -> np.ndarray:
+    """``slot_by_id`` (int32, -1: absent) with room for ids below ``n`` (doubling)."""
+    if n <= len(slot_by_id):
+        return slot_by_id
+    bigger = np.full(max(n, 2 * len(slot_by_id)), -1, np.int32)
+    bigger[: len(slot_by_id)] = slot_by_id
+    return bigger
+
+
+def lru_victims(candidates: np.ndarray, last_used: np.ndarray, want: int) -> np.ndarray:
+    """The ``want`` least recently used of ``candidates`` (slots), or all of them if fewer."""
+    if candidates.size > want:
+        return candidates[np.argpartition(last_used[candidates], want - 1)[:want]]
+    return candidates
+
+
 class RowCache:
     """Node table plus id -> slot residency with LRU eviction of clean rows."""
 
@@ -132,10 +148,7 @@ class RowCache:
     # -- slots ------------------------------------------------------------
 
     def _ensure_ids(self, n: int) -> None:
-        if n > len(self._slot_by_id):
-            bigger = np.full(max(n, 2 * len(self._slot_by_id)), -1, np.int32)
-            bigger[: len(self._slot_by_id)] = self._slot_by_id
-            self._slot_by_id = bigger
+        self._slot_by_id = grow_id_map(self._slot_by_id, n)
 
     def _grow(self, rows: int) -> None:
         old = self.table.capacity
@@ -175,8 +188,7 @@ class RowCache:
         cand = np.flatnonzero(
             (self._id_of_slot[:hi] >= 0) & ~self._dirty[:hi] & (self._last_used[:hi] < tick)
         )
-        if cand.size > want:
-            cand = cand[np.argpartition(self._last_used[cand], want - 1)[:want]]
+        cand = lru_victims(cand, self._last_used, want)
         if cand.size:
             if self._on_evict is not None:
                 self._on_evict(self._id_of_slot[cand], cand)

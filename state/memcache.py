@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from state.cache import grow_id_map, lru_victims
+
 _INITIAL_ROWS = 4096
 
 
@@ -78,11 +80,7 @@ class MemCache:
         if ids.shape[0] == 0:
             return
         self._tick += 1
-        top = int(ids.max())
-        if top >= self._slot_by_id.shape[0]:
-            bigger = np.full(max(top + 1, 2 * self._slot_by_id.shape[0]), -1, np.int32)
-            bigger[: self._slot_by_id.shape[0]] = self._slot_by_id
-            self._slot_by_id = bigger
+        self._slot_by_id = grow_id_map(self._slot_by_id, int(ids.max()) + 1)
         slots = self._slot_by_id[ids].astype(np.int64)
         new = slots < 0
         self._last_used[slots[~new]] = self._tick  # not evicted by the allocation below
@@ -113,9 +111,8 @@ class MemCache:
 
     def _evict(self, want: int) -> None:
         # entries touched in this call (this tick) stay: they are being written now
-        cand = np.flatnonzero((self._id_of_slot >= 0) & (self._last_used < self._tick))
-        if cand.size > want:
-            cand = cand[np.argpartition(self._last_used[cand], want - 1)[:want]]
+        cand = lru_victims(np.flatnonzero((self._id_of_slot >= 0) & (self._last_used < self._tick)),
+                           self._last_used, want)
         self._slot_by_id[self._id_of_slot[cand]] = -1
         self._id_of_slot[cand] = -1
         self._free = np.concatenate([cand, self._free])

@@ -50,12 +50,12 @@ from state.codecs import (
     decode_count,
     decode_position,
     decode_records,
-    decode_rows_into,
     encode_count,
     encode_position,
     encode_rows,
     layout_fingerprint,
     record_dtype,
+    records_to_rows,
     rows_to_records,
 )
 from state.idmap import IdMap
@@ -278,15 +278,9 @@ class GraphStore:
         rest = rest[ids[rest] < self._ids.n_committed]  # newer ids have no record: zeros
         if rest.size:
             uniq, inv = np.unique(ids[rest], return_inverse=True)
-            values = self._check_open().get(node_keys(uniq))
-            stored = np.fromiter((v is not None for v in values), np.bool_, len(values))
+            stored, rec = self._read_records(uniq)
             mem = np.zeros((uniq.shape[0], self.mem_dim), np.float32)
-            if stored.any():
-                try:
-                    rec = decode_records([v for v in values if v is not None], self.mem_dim, copy=False)
-                except CorruptRecordError as exc:
-                    nid = int(uniq[stored][exc.index])
-                    raise CorruptRecordError(f"node record of internal id {nid}: {exc}", exc.index) from None
+            if rec is not None:
                 mem[stored] = rec["mem"]
             out[rest] = mem[inv]
             if self._mem is not None:
@@ -296,20 +290,30 @@ class GraphStore:
     def _keep_mem(self, ids: np.ndarray, slots: np.ndarray) -> None:
         self._mem.put(ids, self._rows.table.mem[slots])  # type: ignore[union-attr]
 
+    def _read_records(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Which committed ``ids`` have a record in RocksDB (bool mask), and those records
+        decoded (a read-only structured view: callers copy out what they keep, or None
+        when there are none). One multi-get; a bad record raises
+        :class:`CorruptRecordError` naming its internal id."""
+        values = self._check_open().get(node_keys(ids))
+        stored = np.fromiter((v is not None for v in values), np.bool_, len(values))
+        if not stored.any():
+            return stored, None
+        try:
+            return stored, decode_records([v for v in values if v is not None], self.mem_dim, copy=False)
+        except CorruptRecordError as exc:
+            nid = int(ids[stored][exc.index])
+            raise CorruptRecordError(f"node record of internal id {nid}: {exc}", exc.index) from None
+
     def _load_rows(self, ids: np.ndarray, slots: np.ndarray) -> None:
         table = self._rows.table
         known = ids < self._ids.n_committed
         fresh = slots[~known]
         if known.any():
-            values = self._check_open().get(node_keys(ids[known]))
-            stored = np.fromiter((v is not None for v in values), np.bool_, len(values))
+            stored, rec = self._read_records(ids[known])
             ks = slots[known]
-            if stored.any():
-                try:
-                    decode_rows_into(table, ks[stored], [v for v in values if v is not None])
-                except CorruptRecordError as exc:
-                    nid = int(ids[known][stored][exc.index])
-                    raise CorruptRecordError(f"node record of internal id {nid}: {exc}", exc.index) from None
+            if rec is not None:
+                records_to_rows(rec, table, ks[stored])
             fresh = np.concatenate([fresh, ks[~stored]])
         if fresh.size:
             init_rows(table, fresh)
@@ -424,16 +428,11 @@ class GraphStore:
             rec[here] = rows_to_records(self._rows.table, res[here])
             away = np.flatnonzero(~here)
             rec[away] = blank
-            stored = away[ids[away] < self._ids.n_committed]
-            if stored.size:
-                values = self._check_open().get(node_keys(ids[stored]))
-                have = [k for k, v in enumerate(values) if v is not None]
-                if have:
-                    try:
-                        rec[stored[have]] = decode_records([values[k] for k in have], self.mem_dim)
-                    except CorruptRecordError as exc:
-                        nid = int(ids[stored[have[exc.index]]])
-                        raise CorruptRecordError(f"node record of internal id {nid}: {exc}", exc.index) from None
+            known = away[ids[away] < self._ids.n_committed]
+            if known.size:
+                stored, got = self._read_records(ids[known])
+                if got is not None:
+                    rec[known[stored]] = got
             for j in range(len(ids)):
                 yield int(ids[j]), exts[j], rec[j]
 

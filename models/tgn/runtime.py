@@ -187,19 +187,19 @@ class TGNRuntime:
 
     @staticmethod
     def _resolve(slots_of: SlotsOf, ids: np.ndarray, table: NodeArrays) -> np.ndarray:
-        uniq, inv = np.unique(ids, return_inverse=True)
-        s = np.asarray(slots_of(uniq))
+        """Slots of distinct ``ids``, or a clear error if ``slots_of`` cannot find them."""
+        s = np.asarray(slots_of(ids))
         capacity = table.capacity  # after the call: loading the rows may have grown the table
-        if s.shape != uniq.shape or (s.size and not np.issubdtype(s.dtype, np.integer)):
+        if s.shape != ids.shape or (s.size and not np.issubdtype(s.dtype, np.integer)):
             raise ValueError(f"slots_of must return one integer slot per id, got {s.dtype} {s.shape} "
-                             f"for {uniq.shape[0]} ids")
+                             f"for {ids.shape[0]} ids")
         missing = (s < 0) | (s >= capacity)
         if missing.any():
-            bad = uniq[missing][:10].tolist()
+            bad = ids[missing][:10].tolist()
             raise ValueError(f"temporal neighbours not resident in the table (ids {bad}"
                              f"{' ...' if missing.sum() > 10 else ''}): load them before scoring "
                              f"(see TGNRuntime.neighbour_ids)")
-        return s.astype(np.int64, copy=False)[inv]
+        return s.astype(np.int64, copy=False)
 
     # -- the one forward pass -----------------------------------------------
 
