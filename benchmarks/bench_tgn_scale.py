@@ -273,13 +273,11 @@ def run_child(step: str, conf: dict[str, Any]) -> dict[str, Any]:
 
 def compact(path: str, block_cache_mb: int, compression: str) -> dict[str, Any]:
     """Flush and fully compact a closed store with its own options; sizes before and after."""
-    from rocksdict import Rdict
-
-    from state.store import _db_options  # the store's own options (compression, bloom filters)
+    from state.store import open_db  # the store's own options (compression, bloom filters, block cache)
 
     before = dir_bytes(path)
     t0 = time.perf_counter()
-    db = Rdict(path, _db_options(False, block_cache_mb, compression))
+    db = open_db(path, False, block_cache_mb, compression)
     try:
         db.flush()
         db.compact_range(None, None)

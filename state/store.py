@@ -102,6 +102,18 @@ def _db_options(create: bool, block_cache_mb: int, compression: str = "none") ->
     return opts
 
 
+def open_db(path: str, create: bool, block_cache_mb: int, compression: str = "none") -> Rdict:
+    """The store's RocksDB opened with :func:`_db_options`, also when it already exists.
+
+    rocksdict opens an existing database with the column-family options of its OPTIONS
+    file unless they are given: the block cache given here was then silently replaced by
+    RocksDB's default 8 MB one (and the compression by the one the store was created
+    with). Naming the default column family's options makes ours apply on every open.
+    """
+    opts = _db_options(create, block_cache_mb, compression)
+    return Rdict(path, opts, column_families={"default": opts})
+
+
 class StoreMismatchError(ValueError):
     """The store on disk was written with another layout, format or ``mem_dim``."""
 
@@ -139,7 +151,7 @@ class GraphStore:
         self.mem_dim = int(mem_dim)
         if not create and not os.path.exists(os.path.join(self.path, "CURRENT")):
             raise FileNotFoundError(f"no graph store at {self.path!r} (opened with create=False)")
-        self._db: Rdict | None = Rdict(self.path, _db_options(create, block_cache_mb, compression))
+        self._db: Rdict | None = open_db(self.path, create, block_cache_mb, compression)
         try:
             next_id = self._open_meta()
             self._positions = self._read_positions()
@@ -398,6 +410,17 @@ class GraphStore:
         props = {"block_cache": "rocksdb.block-cache-usage", "memtables": "rocksdb.cur-size-all-mem-tables",
                  "table_readers": "rocksdb.estimate-table-readers-mem"}
         return {k: int(db.property_int_value(v) or 0) for k, v in props.items()}
+
+    @property
+    def block_cache_capacity(self) -> int:
+        """Bytes RocksDB's block cache may hold (``block_cache_mb``, also after a reopen).
+
+        >>> import tempfile
+        >>> with GraphStore(tempfile.mkdtemp(), block_cache_mb=32) as s:
+        ...     s.block_cache_capacity == 32 << 20
+        True
+        """
+        return int(self._check_open().property_int_value("rocksdb.block-cache-capacity") or 0)
 
     @property
     def n_dirty(self) -> int:

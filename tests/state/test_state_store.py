@@ -238,3 +238,23 @@ def test_compression_is_checked_and_either_kind_reads_the_other(tmp_path, rng, h
         st.flush()  # into an LZ4-compressed file
     with GraphStore(tmp_path / "s", mem_dim=3, create=False, compression="none") as st:
         assert _snapshot(st, names, helpers) == before and st.positions() == {"events/0": 50}
+
+
+def test_reopen_applies_this_opens_settings_not_the_ones_on_disk(tmp_path):
+    """rocksdict opens an existing database with the options of its OPTIONS file unless
+    told otherwise: the block cache fell back to RocksDB's 8 MB and the compression to
+    the creating open's. Both must follow the settings of the open that is running."""
+    with GraphStore(tmp_path / "s", mem_dim=64, block_cache_mb=16, compression="none") as st:
+        assert st.block_cache_capacity == 16 << 20
+        st.slots(st.resolve(["x"]))
+        st.commit()
+    with GraphStore(tmp_path / "s", mem_dim=64, create=False, block_cache_mb=48, compression="lz4") as st:
+        assert st.block_cache_capacity == 48 << 20
+        before = {f for f in os.listdir(tmp_path / "s") if f.endswith(".sst")}
+        names = [f"z{i}" for i in range(2000)]
+        st.slots(st.resolve(names))  # fresh rows: mostly zeros and NaNs, very compressible
+        st.commit()
+        st.flush()
+        new = [f for f in os.listdir(tmp_path / "s") if f.endswith(".sst") and f not in before]
+        raw = len(names) * record_size(64)
+        assert new and sum(os.path.getsize(tmp_path / "s" / f) for f in new) < raw / 3
