@@ -19,7 +19,9 @@ Per size N, in a child process of its own (clean RSS, nothing shared but the OS 
 2. **measure** (``--rounds`` times, sizes interleaved so that machine noise hits all
    sizes alike): reopen the store (``create=False``, cold caches), run ``--warmup``
    events untimed (default min(N, 100,000), at least 20,000: enough for the row and id
-   caches to reach their steady state), then time ``--events / --rounds`` events. Events
+   caches to reach their steady state; then more, until the memory cache of neighbour
+   memories misses under 1 % of its reads or is full, see ``warm_up``: a long-running
+   worker is measured, not one just restarted), then time ``--events / --rounds`` events. Events
    are drawn uniformly over the N entities (``--dist zipf`` for a skewed draw); their ends
    are existing nodes. A round's rate is its events over its Engine seconds (the final
    commit included); the reported rate is the median over rounds.
@@ -155,8 +157,42 @@ def stream(eng, evs: list, batch: int, first: int) -> dict[str, Any]:
 
 def warmup_events(arg: int, n: int) -> int:
     """``arg`` events, or with ``arg`` < 0 (auto) enough to bring the hot row and id caches to their
-    steady state after a reopen: min(N, 100,000) events, at least 20,000."""
+    steady state after a reopen: min(N, 100,000) events, at least 20,000 (then see ``warm_up``)."""
     return arg if arg >= 0 else max(20_000, min(n, 100_000))
+
+
+WARM_CHUNK = 20_000  # events per extra warm-up step
+WARM_MISS_SHARE = 0.01  # the memory cache is warm once fewer neighbour reads than this miss it
+WARM_MAX = 1_000_000  # events: the auto warm-up stops here whatever the cache does
+
+
+def warm_up(eng, c: dict[str, Any], rng: np.random.Generator, perm: np.ndarray, first: int) -> dict[str, Any]:
+    """Untimed events after the reopen; returns how many and the memory cache's last miss share.
+
+    With ``--warmup`` >= 0 exactly that many. Auto: :func:`warmup_events`, then steps of
+    ``WARM_CHUNK`` events while more than ``WARM_MISS_SHARE`` of the neighbour memories read
+    in the last step missed the memory cache and it is not full (a full cache misses at its
+    steady rate; one that holds the whole graph fills up, which takes several hundred
+    thousand uniform events at 10^6 nodes): a long-running worker is measured, not a
+    freshly restarted one. At most ``WARM_MAX`` events.
+    """
+    store, n = eng.store, c["n"]
+
+    def step(k: int, done: int) -> float:
+        src, dst = draw_pairs(rng, n, k, c["dist"], c["zipf_a"], perm)
+        s0 = store.cache_stats
+        stream(eng, events(src, dst, first + done, rng.lognormal(3.0, 1.0, k), "w"), c["batch"], first + done)
+        s1 = store.cache_stats
+        reads = sum(s1.get(f"mem_cache_{x}", 0) - s0.get(f"mem_cache_{x}", 0) for x in ("hits", "misses"))
+        return (s1.get("mem_cache_misses", 0) - s0.get("mem_cache_misses", 0)) / max(reads, 1)
+
+    done = warmup_events(c["warmup"], n)
+    share = step(done, 0) if done else float("nan")
+    while (c["warmup"] < 0 and done < WARM_MAX and share > WARM_MISS_SHARE
+           and store.cache_stats.get("mem_cache_rows", 0) < store.mem_cache_capacity):
+        share = step(WARM_CHUNK, done)
+        done += WARM_CHUNK
+    return {"events": done, "mem_cache_miss_share_last_step": round(share, 4)}
 
 
 def child_build(c: dict[str, Any]) -> dict[str, Any]:
@@ -227,12 +263,12 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
         model = make_model(seed, tgn=True)
         eng = Engine(store, model, commit_every=c["commit_every"])
         first = store.positions()[POS]
-        w, m = warmup_events(c["warmup"], n), c["events"]
-        src, dst = draw_pairs(rng, n, w + m, c["dist"], c["zipf_a"], perm)
-        amt = rng.lognormal(3.0, 1.0, w + m)
-        warm = events(src[:w], dst[:w], first, amt[:w], "w")
-        timed = events(src[w:], dst[w:], first + w, amt[w:], "m")
-        stream(eng, warm, c["batch"], first)
+        m = c["events"]
+        src, dst = draw_pairs(rng, n, m, c["dist"], c["zipf_a"], perm)
+        amt = rng.lognormal(3.0, 1.0, m)
+        warm = warm_up(eng, c, np.random.default_rng([seed, n, 1 + rnd, 7]), perm, first)
+        w = warm["events"]
+        timed = events(src, dst, first + w, amt, "m")
         cs0 = store.cache_stats
         rss_warm = rss_mb()
         r = stream(eng, timed, c["batch"], first + w)
@@ -249,7 +285,8 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
             "batch_ms_p50": float(np.percentile(np.array(r["batch_s"]) * 1e3, 50)),
             "batch_ms_p99": float(np.percentile(np.array(r["batch_s"]) * 1e3, 99)),
             "stage_seconds": {k: round(v, 3) for k, v in r["stages"].items()},
-            "distinct_ends_measured": int(np.unique(np.concatenate([src[w:], dst[w:]])).size),
+            "distinct_ends_measured": int(np.unique(np.concatenate([src, dst])).size),
+            "mem_cache_miss_share_end_of_warmup": warm["mem_cache_miss_share_last_step"],
             "rows_evicted_measured": cs1["evicted"] - cs0["evicted"],
             "cache": cs1,
             "ring_entries_mean": float(fill.mean()),
@@ -326,7 +363,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--events", type=int, default=150_000, help="timed events per size (split over rounds)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=-1,
-                   help="untimed events after each reopen (default -1: min(N, 100k), at least 20k)")
+                   help="untimed events after each reopen (default -1: min(N, 100k), at least 20k, "
+                        "then until the memory cache is warm, see warm_up)")
     p.add_argument("--batch", type=int, default=1000, help="micro-batch (the worker's default)")
     p.add_argument("--commit-every", type=int, default=1, help="batches per RocksDB commit (worker: 1)")
     p.add_argument("--cache-capacity", type=int, default=200_000, help="hot node rows (GraphStore)")
@@ -402,7 +440,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "events_per_s_pooled": sum(x["events"] for x in rs) / sum(x["seconds"] for x in rs),
             "events_per_s_rounds": [round(x, 1) for x in rates],
             "events_timed": sum(x["events"] for x in rs),
-            "warmup_events_per_round": rs[0]["warmup_events"],
+            "warmup_events_per_round": [x["warmup_events"] for x in rs],
+            "mem_cache_miss_share_end_of_warmup": [x["mem_cache_miss_share_end_of_warmup"] for x in rs],
             "batch_ms_p50": float(np.median([x["batch_ms_p50"] for x in rs])),
             "batch_ms_p99": float(np.median([x["batch_ms_p99"] for x in rs])),
             "stage_seconds_per_1k_events": {k: round(1e3 * sum(x["stage_seconds"].get(k, 0.0) for x in rs)
