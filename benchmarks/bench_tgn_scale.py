@@ -260,11 +260,11 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
     rng = np.random.default_rng([seed, n, 1 + rnd])
     perm = np.random.default_rng([seed, n, 999]).permutation(n)  # fixed per size: the same hot ids every round
     rss0 = rss_mb()
+    model = make_model(seed, tgn=True)
     with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=c["cache_capacity"], create=False,
                     block_cache_mb=c["block_cache_mb"], mem_cache_capacity=c["mem_cache_capacity"],
-                    compression=c.get("compression", "none")) as store:
+                    compression=c.get("compression", "none"), mem_cache_width=model.mem_cache_width) as store:
         assert store.node_count == n
-        model = make_model(seed, tgn=True)
         eng = Engine(store, model, commit_every=c["commit_every"])
         first = store.positions()[POS]
         m = c["events"]

@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     try:
         with GraphStore(path, mem_dim=model.mem_dim, cache_capacity=a.cache_capacity,
-                        block_cache_mb=a.block_cache_mb, mem_cache_capacity=a.mem_cache_capacity) as store:
+                        block_cache_mb=a.block_cache_mb, mem_cache_capacity=a.mem_cache_capacity,
+                        mem_cache_width=model.mem_cache_width) as store:
             eng = Engine(store, model, commit_every=a.commit_every)
             n_events, last_events, last_t = 0, 0, t_start
             next_sample = t_start

@@ -149,6 +149,12 @@ class ScoringModel:
         """Width of the per-node model state this model keeps in the store (0: none)."""
         return 0 if self.tgn is None else int(self.tgn.model.row_width)
 
+    @property
+    def mem_cache_width(self) -> int | None:
+        """Leading columns of the per-node state a store's memory cache needs to keep for
+        this model (its TGN's memory, see ``GraphStore(mem_cache_width=)``); None: no TGN."""
+        return None if self.tgn is None else int(self.tgn.model.config.mem_dim)
+
     def _fingerprint(self) -> str:
         cfg = {"detector": self.detector.to_config(), "policy": self.policy_config, "combiner": self.combiner}
         if self.tgn is not None:

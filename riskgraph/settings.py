@@ -55,7 +55,7 @@ class Settings:
     model_dir: str = ""  # model artifact directory; empty: the built-in unsupervised detector
     cache_capacity: int = 1_000_000  # node rows kept hot in memory (1,184 bytes each with the default TGN)
     store_compression: str = "none"  # RocksDB block compression: "none" (faster random reads) or "lz4" (~27 % less disk)
-    mem_cache_capacity: int = 1_000_000  # TGN memories of nodes outside the row cache, for neighbour reads (616 bytes each; filled on demand)
+    mem_cache_capacity: int = 1_000_000  # TGN memories of nodes outside the row cache, for neighbour reads (256 bytes each with a 64-float memory; filled on demand)
     commit_every: int = 10  # micro-batches per RocksDB commit; a crash replays at most this many
     max_event_bytes: int = 16 * 1024
     learn: bool = True  # detectors keep learning from the stream

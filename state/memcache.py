@@ -15,6 +15,11 @@ cache first, copies a row's memory here when the row is evicted (evicted rows ar
 clean: RocksDB holds the same), and fills misses from RocksDB. So an entry for a
 node that is not resident is never stale, and one for a resident node is never read.
 
+A cache narrower than the rows (``GraphStore(mem_cache_width=)``: a TGN's 64 memory
+floats of its 154-float row, 256 instead of 616 bytes per node) keeps only rows whose
+other columns are zero, which is what a TGN row is once its pending message is folded
+in; the store drops the entry of a node whose row no longer fits, so it is never stale.
+
 Eviction is least-recently-used in chunks of 1/16 of the capacity, as in
 ``state.cache``.
 
@@ -25,6 +30,8 @@ Eviction is least-recently-used in chunks of 1/16 of the capacity, as in
 >>> c.put(np.array([8]), np.array([[3, 3]], np.float32))  # full: 7, the least recent, goes
 >>> c.rows[c.get(np.array([8, 9]))].tolist(), c.get(np.array([7])).tolist()
 ([[3.0, 3.0], [2.0, 2.0]], [-1])
+>>> c.discard(np.array([8, 100])); c.get(np.array([8])).tolist()
+[-1]
 """
 
 from __future__ import annotations
@@ -91,6 +98,16 @@ class MemCache:
             self._id_of_slot[fresh] = ids[new]
         self.rows[slots] = rows
         self._last_used[slots] = self._tick
+
+    def discard(self, ids: np.ndarray) -> None:
+        """Forget the entries of ``ids`` (those cached; others are ignored)."""
+        ids = ids[ids < self._slot_by_id.shape[0]]
+        slots = self._slot_by_id[ids].astype(np.int64)
+        slots = slots[slots >= 0]
+        if slots.size:
+            self._slot_by_id[self._id_of_slot[slots]] = -1
+            self._id_of_slot[slots] = -1
+            self._free = np.concatenate([slots, self._free])
 
     def _alloc(self, k: int) -> np.ndarray:
         if self._free.size < k and self.rows.shape[0] < self.capacity:  # grow (doubling) up to the capacity

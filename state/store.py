@@ -130,14 +130,18 @@ class GraphStore:
     ``block_cache_mb``: RocksDB's cache of uncompressed blocks, for rows and ids
     read back after eviction or a restart. ``mem_cache_capacity``: nodes whose model
     memory (``mem``, ``mem_dim`` float32s) is kept apart from the row cache for
-    :meth:`peek_mem` (0: none; see ``state.memcache``). ``compression``: block
+    :meth:`peek_mem` (0: none; see ``state.memcache``). ``mem_cache_width``: leading
+    ``mem`` columns that cache keeps (default all): a row is cached only when its other
+    columns are zero, as a TGN row is once its pending message is folded in (616 -> 256
+    bytes per node with the default dimensions). ``compression``: block
     compression of the files written from now on, "none" or "lz4" (see
     ``COMPRESSIONS``; files of either kind are read whatever the setting).
     """
 
     def __init__(self, path: str | os.PathLike, *, mem_dim: int = 0, cache_capacity: int = 1_000_000,
                  create: bool = True, id_cache_capacity: int | None = None, sync: bool = False,
-                 block_cache_mb: int = 256, mem_cache_capacity: int = 0, compression: str = "none") -> None:
+                 block_cache_mb: int = 256, mem_cache_capacity: int = 0, compression: str = "none",
+                 mem_cache_width: int | None = None) -> None:
         if isinstance(mem_dim, bool) or not isinstance(mem_dim, (int, np.integer)) or mem_dim < 0:
             raise ValueError(f"mem_dim must be an int >= 0, got {mem_dim!r}")
         if isinstance(cache_capacity, bool) or not isinstance(cache_capacity, (int, np.integer)) or cache_capacity < 1:
@@ -147,6 +151,9 @@ class GraphStore:
         if isinstance(mem_cache_capacity, bool) or not isinstance(mem_cache_capacity, (int, np.integer)) \
                 or mem_cache_capacity < 0:
             raise ValueError(f"mem_cache_capacity must be an int >= 0, got {mem_cache_capacity!r}")
+        if mem_cache_width is not None and (isinstance(mem_cache_width, bool) or not isinstance(
+                mem_cache_width, (int, np.integer)) or not 1 <= mem_cache_width <= mem_dim):
+            raise ValueError(f"mem_cache_width must be an int in [1, mem_dim={mem_dim}], got {mem_cache_width!r}")
         self.path = os.fspath(path)
         self.mem_dim = int(mem_dim)
         if not create and not os.path.exists(os.path.join(self.path, "CURRENT")):
@@ -162,7 +169,8 @@ class GraphStore:
         self._write_opts = WriteOptions()
         self._write_opts.sync = bool(sync)
         self._ids = IdMap(self._db, next_id, id_cache_capacity or int(cache_capacity))
-        self._mem = MemCache(self.mem_dim, int(mem_cache_capacity)) if mem_cache_capacity and self.mem_dim else None
+        self._mem = MemCache(int(mem_cache_width or self.mem_dim), int(mem_cache_capacity)) \
+            if mem_cache_capacity and self.mem_dim else None
         self._rows = RowCache(self.mem_dim, int(cache_capacity), self._load_rows,
                               on_evict=self._keep_mem if self._mem is not None else None)
         self._scratch = np.empty(0, record_dtype(self.mem_dim))  # reused by every commit
@@ -285,7 +293,7 @@ class GraphStore:
         if self._mem is not None:
             got = self._mem.get(ids[rest])
             hit = got >= 0
-            out[rest[hit]] = self._mem.rows[got[hit]]
+            out[rest[hit], : self._mem.width] = self._mem.rows[got[hit]]  # the other columns: zeros
             rest = rest[~hit]
         rest = rest[ids[rest] < self._ids.n_committed]  # newer ids have no record: zeros
         if rest.size:
@@ -296,11 +304,22 @@ class GraphStore:
                 mem[stored] = rec["mem"]
             out[rest] = mem[inv]
             if self._mem is not None:
-                self._mem.put(uniq, mem)
+                self._cache_mem(uniq, mem)
         return out
 
     def _keep_mem(self, ids: np.ndarray, slots: np.ndarray) -> None:
-        self._mem.put(ids, self._rows.table.mem[slots])  # type: ignore[union-attr]
+        self._cache_mem(ids, self._rows.table.mem[slots])
+
+    def _cache_mem(self, ids: np.ndarray, mem: np.ndarray) -> None:
+        """Put the rows whose columns past the cache's width are all zero (only those
+        read back exactly from it) into the memory cache; drop older entries of the others."""
+        m = self._mem
+        assert m is not None
+        if m.width < mem.shape[1]:
+            fits = ~mem[:, m.width:].any(axis=1)  # NaN counts as non-zero
+            m.discard(ids[~fits])  # an entry from before the row changed would be stale
+            ids, mem = ids[fits], mem[fits, : m.width]
+        m.put(ids, mem)
 
     def _read_records(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Which committed ``ids`` have a record in RocksDB (bool mask), and those records

@@ -326,9 +326,10 @@ class TGNRuntime:
         if self.fold_on_write and rows.shape[0]:
             with torch.inference_mode():
                 mem = self.model.apply_pending(torch.from_numpy(rows).to(self.device))
-            rows = rows.copy()
+            rows = np.zeros_like(rows)  # the message is consumed: its columns are cleared ...
             rows[:, : self.model.config.mem_dim] = mem.cpu().numpy()
-            rows[:, self.model.layout.kind] = NO_MESSAGE  # the raw message columns stay, unused
+            rows[:, self.model.layout.kind] = NO_MESSAGE  # ... (NO_MESSAGE is 0), so a memory
+            # cache can keep just the first mem_dim columns (GraphStore mem_cache_width)
         table.mem[up.slots] = rows
         table.mem_ts[up.slots] = up.mem_ts
 

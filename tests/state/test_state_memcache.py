@@ -35,21 +35,30 @@ def test_bad_sizes_are_refused(tmp_path):
         MemCache(width=4, capacity=0)
     with pytest.raises(ValueError, match="mem_cache_capacity"):
         GraphStore(tmp_path / "never", mem_dim=2, mem_cache_capacity=-1)
+    for bad in (0, 3, True):
+        with pytest.raises(ValueError, match="mem_cache_width"):
+            GraphStore(tmp_path / "never", mem_dim=2, mem_cache_capacity=4, mem_cache_width=bad)
     assert not (tmp_path / "never").exists()
 
 
-@pytest.mark.parametrize("mem_cache", [0, 16, 10_000])
-def test_peek_mem_always_equals_the_full_rows(tmp_path, mem_cache):
-    """Random writes, commits, evictions and a reopen: peek_mem must agree with the rows."""
+@pytest.mark.parametrize("mem_cache, width", [(0, None), (16, None), (10_000, None), (16, 2), (10_000, 2)])
+def test_peek_mem_always_equals_the_full_rows(tmp_path, mem_cache, width):
+    """Random writes, commits, evictions and a reopen: peek_mem must agree with the rows.
+    With a cache ``width`` of 2 of 4 columns, half the rows written end in zeros (those
+    may be cached) and half do not (those must not be, or their tail would read as 0)."""
     rng = np.random.default_rng(3)
     names = [f"n{i}" for i in range(120)]
     path = tmp_path / "s"
     for life in range(2):
-        with GraphStore(path, mem_dim=4, cache_capacity=20, mem_cache_capacity=mem_cache) as st:
+        with GraphStore(path, mem_dim=4, cache_capacity=20, mem_cache_capacity=mem_cache,
+                        mem_cache_width=width) as st:
             for step in range(40):
                 batch = list(rng.choice(names, 8, replace=False))
                 s = st.slots(st.resolve(batch))
-                st.table.mem[s] = rng.normal(size=(8, 4)).astype(np.float32)
+                rows = rng.normal(size=(8, 4)).astype(np.float32)
+                if width:
+                    rows[::2, width:] = 0.0
+                st.table.mem[s] = rows
                 st.commit()
                 ask = st.resolve(list(rng.choice(names, 30)))
                 got = st.peek_mem(ask)
@@ -68,3 +77,15 @@ def test_peek_mem_reads_uncommitted_resident_rows_and_zeros_for_new_ids(tmp_path
         assert st.peek_mem(st.resolve(["a", "never-written"])).tolist() == [[7.0, 7.0], [0.0, 0.0]]
         with pytest.raises(ValueError, match="ids"):
             st.peek_mem(np.array([99]))
+
+
+def test_a_narrow_cache_keeps_only_rows_whose_tail_is_zero(tmp_path):
+    with GraphStore(tmp_path / "s", mem_dim=3, cache_capacity=2, mem_cache_capacity=8, mem_cache_width=1) as st:
+        s = st.slots(st.resolve(["zero-tail", "full"]))
+        st.table.mem[s] = [[5.0, 0.0, 0.0], [6.0, 1.0, np.nan]]
+        st.commit()
+        st.peek_slots(st.resolve(["x", "y"]))  # both leave the row cache for the memory cache
+        assert st.cache_stats["mem_cache_rows"] == 1  # only the row that reads back exactly
+        got = st.peek_mem(st.resolve(["zero-tail", "full"]))
+        np.testing.assert_array_equal(got, [[5.0, 0.0, 0.0], [6.0, 1.0, np.nan]])
+        assert st.cache_stats["mem_cache_hits"] == 1

@@ -108,7 +108,7 @@ def serve(path, t: Trained, *, restart_at: tuple[int, ...] = (), cache_capacity:
         assert lo % B == 0, "restarts happen between two batches"
         sm = serving_model(t)
         with GraphStore(path, mem_dim=sm.mem_dim, cache_capacity=cache_capacity, create=(i == 0),
-                        mem_cache_capacity=mem_cache_capacity) as store:
+                        mem_cache_capacity=mem_cache_capacity, mem_cache_width=sm.mem_cache_width) as store:
             assert store.positions().get("file/0", 0) == lo  # it resumes exactly where it stopped
             eng = Engine(store, sm, commit_every=commit_every)
             run = run_batches(eng, chunk_events(t.events[lo:hi], B), progress=False)
