@@ -129,11 +129,12 @@ def fitted():
     return X, y, clf
 
 
-def test_tree_head_predicts_exactly_what_scikit_learn_does(fitted) -> None:
+def test_tree_head_predicts_what_scikit_learn_does(fitted) -> None:
     X, _, clf = fitted
     head = TreeHead.from_sklearn(clf, ("a", "b", "c", "d"))
     assert head.n_trees == clf.n_iter_
-    np.testing.assert_array_equal(head.predict(X), clf.predict_proba(X)[:, 1])
+    # to the last bit or two: scikit-learn's sigmoid and ours may round differently (seen on one CPU)
+    np.testing.assert_allclose(head.predict(X), clf.predict_proba(X)[:, 1], rtol=1e-14, atol=0)
     np.testing.assert_allclose(head.logit(X), clf.decision_function(X), rtol=0, atol=1e-12)
 
 

@@ -31,9 +31,13 @@ def test_tiny_training_run_learns() -> None:
     cfg = TrainConfig(model=TINY, epochs=6, batch_size=100, lr=5e-3, patience=6, seed=0)
     model, m = train(s.src, s.dst, s.ts, amount=s.amount, labels=s.labels, config=cfg, progress=False)
     assert m["risk_trained"] and m["select_metric"] == "val_risk_ap" and not model.training
-    assert m["val_link_ap"] > m["chance_link_ap"] + 0.1  # chance: one negative per positive
-    assert m["val_risk_ap"] > 5 * m["val_risk_base_rate"]
     history = m["history"]
+    # chance: one negative per positive. The kept weights are chosen by risk AP, so their
+    # link AP is incidental (0.58-0.70 over training seeds 0-7 with one thread); learning
+    # shows in the best epoch's.
+    assert max(h["val_link_ap"] for h in history) > m["chance_link_ap"] + 0.1
+    assert m["val_link_ap"] > m["chance_link_ap"] + 0.05
+    assert m["val_risk_ap"] > 5 * m["val_risk_base_rate"]
     assert m["val_risk_ap"] == max(h["val_risk_ap"] for h in history) == history[m["best_epoch"] - 1]["val_risk_ap"]
     assert history[-1]["train_link_loss"] < history[0]["train_link_loss"]
     json.dumps(m)  # metrics are plain JSON
