@@ -333,6 +333,38 @@ def segments(sent: dict[str, float], got: list[tuple[str, float, float]], append
             for i, name in enumerate(("send_to_append", "append_to_alert_sent", "alert_sent_to_received"))}
 
 
+def cpu_seconds(pids: dict[str, int | None], with_children: tuple[str, ...] = ("broker",)) -> dict[str, float]:
+    """User+system CPU seconds so far of each named process, and ``machine``: every core's
+    busy time. Names in ``with_children`` count their child processes too (the broker's
+    JVM runs under its launcher; the load generator's children are the worker and the
+    reader, counted on their own)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        if pid is None:
+            continue
+        try:
+            procs = [psutil.Process(pid)]
+            if name in with_children:
+                procs += procs[0].children(recursive=True)
+            out[name] = sum(t.user + t.system for t in (q.cpu_times() for q in procs))
+        except psutil.Error:
+            pass
+    t = psutil.cpu_times()
+    out["machine"] = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    return out
+
+
+def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores used per process over ``seconds`` (1.0 = one core busy the whole time)."""
+    shares = {k: round((after[k] - before[k]) / seconds, 3) for k in after if k in before}
+    named = sum(v for k, v in shares.items() if k != "machine")
+    if "machine" in shares:
+        shares["other"] = round(shares["machine"] - named, 3)
+    return shares
+
+
 def log_append_time(bootstrap: str, topic: str) -> None:
     """Stamp the topic's records with the broker's append time instead of the producer's.
 
@@ -351,7 +383,7 @@ def log_append_time(bootstrap: str, topic: str) -> None:
 
 
 def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, bytes]], ids: list[str],
-                  batch_size: int, rate: float, warmup: int, consume: str) -> dict:
+                  batch_size: int, rate: float, warmup: int, consume: str, broker_pid: int | None = None) -> dict:
     from streams.kafka_io import ensure_topics
 
     w = Worker(bootstrap, workdir, "lat", batch_size, consume)
@@ -370,7 +402,11 @@ def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, byte
         if not ready.wait(60):
             raise RuntimeError("the alerts reader did not start")
         base = w.metrics()
+        pids = {"worker": w.proc.pid if w.proc else None, "broker": broker_pid,
+                "load_generator": os.getpid(), "alerts_reader": reader.pid}
+        cpu0, t0 = cpu_seconds(pids), time.perf_counter()
         sent, achieved = paced_send(bootstrap, w.settings.events_topic, records[warmup:], ids[warmup:], rate)
+        cpu = cpu_shares(cpu0, cpu_seconds(pids), time.perf_counter() - t0)
         total = len(records)
         end = w.wait("the paced events", lambda m: w.scored(m) >= total, timeout=120)
         stop.set()
@@ -403,6 +439,9 @@ def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, byte
         "worker_append_to_alert_seconds": histogram(e2e, "riskgraph_end_to_end_latency_seconds"),
         "worker_batch_processing_seconds": histogram(proc, "riskgraph_batch_processing_seconds"),
         "worker_mean_batch_events": round(sizes["mean"], 1) if sizes["mean"] else None,
+        # cores used while the paced events were sent (load_generator: this process;
+        # broker: absent when --bootstrap names one; other: the rest of the machine)
+        "cpu_cores_used": cpu,
     }
 
 
@@ -495,7 +534,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                               a.batch_size, other)
         if "latency" not in a.skip:
             result["latency"] = bench_latency(bootstrap, workdir, records[:n_lat], ids[:n_lat], a.batch_size,
-                                              a.rate, a.warmup, a.consume)
+                                              a.rate, a.warmup, a.consume,
+                                              broker.status().pid if broker is not None else None)
             for k in ("offered_rate", "latency_p50_ms", "latency_p99_ms"):
                 result[k] = result["latency"][k]
         if "worker_events_per_second" in result and "embedded_events_per_second" in result:
