@@ -11,6 +11,9 @@
     clock: same host), split per alert into send -> broker append, append -> alert sent
     (the worker) and alert sent -> received, from the records' timestamps. Only events
     that raise an alert can be timed (about 1 %); their batch-mates wait as long.
+    The cores each process used over the paced part are recorded (``cpu_cores_used``).
+    ``--sweep RATE ...`` repeats (b) at each rate, each with a fresh worker, and plots
+    p50/p90/p99 and the cores used against the offered rate.
 (c) **Embedded reference**: ``streams.engine.Engine`` (``commit_every=1``, as the worker)
     over the same JSON bytes in micro-batches of the worker's size, no Kafka.
 
@@ -23,7 +26,7 @@ Uses the broker at ``--bootstrap`` or starts one (riskgraph.broker.LocalBroker) 
 loopback ports in a temporary directory. Seeded; prints one JSON object.
 
 Run:  .venv/bin/python benchmarks/bench_kafka.py [--bootstrap HOST:PORT] [--events 100000]
-          [--rate 5000] [--duration 30] [--batch-size 1000] [--out FILE]
+          [--rate 5000] [--duration 30] [--batch-size 1000] [--sweep RATE ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -489,6 +492,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bootstrap", default=None, help="an existing broker (default: start one on free ports)")
     ap.add_argument("--events", type=int, default=100_000, help="events pre-loaded for the throughput run")
     ap.add_argument("--rate", type=float, default=5000.0, help="offered rate of the latency run (events/s)")
+    ap.add_argument("--sweep", type=float, nargs="+", default=None, metavar="RATE",
+                    help="also run the latency measurement at each of these offered rates "
+                         "(latency_sweep; a fresh worker each) and plot p50/p99 against the rate")
+    ap.add_argument("--plot", default=None, help="where to write the sweep's plot (default: --out with .png)")
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of the latency run")
     ap.add_argument("--warmup", type=int, default=2000, help="events before the paced part of the latency run")
     ap.add_argument("--batch-size", type=int, default=Settings().batch_size, help="worker micro-batch size")
@@ -510,7 +517,8 @@ def main(argv: list[str] | None = None) -> dict:
         WORKER_ENV[key] = value
     Settings.from_env(WORKER_ENV)  # a bad value fails here, not in the worker
     n_lat = a.warmup + int(a.rate * a.duration)
-    records, ids = simulate_records(max(a.events, n_lat), a.seed)
+    n_most = a.warmup + int(max([a.rate, *(a.sweep or [])]) * a.duration)
+    records, ids = simulate_records(max(a.events, n_most), a.seed)
     workdir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
     broker = None
     result: dict[str, Any] = {"seed": a.seed, "batch_size": a.batch_size, "consume": a.consume, "worker_settings": dict(WORKER_ENV), "python": platform.python_version(),
@@ -538,6 +546,13 @@ def main(argv: list[str] | None = None) -> dict:
                                               broker.status().pid if broker is not None else None)
             for k in ("offered_rate", "latency_p50_ms", "latency_p99_ms"):
                 result[k] = result["latency"][k]
+        broker_pid = broker.status().pid if broker is not None else None
+        for rate in a.sweep or []:
+            n = a.warmup + int(rate * a.duration)
+            print(f"latency sweep: {rate:,.0f} events/s offered", file=sys.stderr, flush=True)
+            result.setdefault("latency_sweep", []).append(
+                bench_latency(bootstrap, workdir, records[:n], ids[:n], a.batch_size, rate, a.warmup, a.consume,
+                              broker_pid))
         if "worker_events_per_second" in result and "embedded_events_per_second" in result:
             result["ratio_worker_vs_embedded"] = round(
                 result["worker_events_per_second"] / result["embedded_events_per_second"], 3)
@@ -550,7 +565,34 @@ def main(argv: list[str] | None = None) -> dict:
     print(text)
     if a.out:
         Path(a.out).write_text(text + "\n")
+    if result.get("latency_sweep") and (a.plot or a.out):
+        plot_sweep(result, a.plot or str(Path(a.out).with_suffix(".png")))
     return result
+
+
+def plot_sweep(result: dict[str, Any], path: str) -> None:
+    """p50, p90 and p99 event-to-alert latency against the offered rate, with the worker's
+    and the machine's CPU use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(result["latency_sweep"], key=lambda r: r["offered_rate"])
+    rates = [r["offered_rate"] for r in runs]
+    fig, (ax, cx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for q, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^-")):
+        ax.plot(rates, [r[f"latency_{q}_ms"] for r in runs], style, label=q)
+    ax.axhline(100, color="grey", lw=0.8, ls=":", label="p99 target (at 5,000/s)")
+    ax.set(xlabel="offered events/s", ylabel="event -> alert received (ms)", title="Latency through Kafka")
+    ax.legend()
+    for key, label in (("machine", "machine (2 cores = 2.0)"), ("worker", "worker"), ("broker", "broker"),
+                       ("load_generator", "load generator")):
+        cx.plot(rates, [r["cpu_cores_used"].get(key, float("nan")) for r in runs], "o-", label=label)
+    cx.set(xlabel="offered events/s", ylabel="cores used", title="CPU during the paced run", ylim=(0, 2.05))
+    cx.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
