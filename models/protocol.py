@@ -45,7 +45,14 @@ class Scorer(Protocol):
         ...
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
-        """Per-feature share (float64[n_features], sums to 1 or all 0) of why ``x`` scored high."""
+        """Per-feature share (float64[n_features], sums to 1 or all 0) of why ``x`` scored high.
+
+        A scorer whose scores depend on state that moves within a batch may also offer
+        ``score_learn_many_traced(X) -> (scores, refs)`` and ``contributions(x, reference)``
+        (as ``models.hst.HalfSpaceTrees`` does), so that an alert is explained against
+        what it was scored with; ``models.scoring.ScoringModel`` uses them when present
+        and only the methods above otherwise.
+        """
         ...
 
     def reset_state(self) -> None:

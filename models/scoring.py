@@ -183,8 +183,11 @@ class ScoringModel:
         The head's graph features read the same table's rings first.
         """
         refs = None
-        if learn:  # keep what each row was scored against, so reasons do not depend on batch cuts
-            det, refs = self.detector.score_learn_many_traced(unit)
+        traced = getattr(self.detector, "score_learn_many_traced", None)
+        if learn and traced is not None:  # keep what each row was scored against: reasons then
+            det, refs = traced(unit)       # do not depend on batch cuts (HalfSpaceTrees)
+        elif learn:  # any other models.protocol.Scorer
+            det = self.detector.score_learn_many(unit)
         else:
             det = self.detector.score_many(unit)
         comps = {"detector": det}
@@ -213,6 +216,8 @@ class ScoringModel:
 
     def contributions(self, x: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
         """Per-feature shares of the detector's score of ``x`` (see ``Scored.reference``)."""
+        if reference is None:  # the protocol's one-argument form: any Scorer
+            return self.detector.contributions(x)
         return self.detector.contributions(x, reference)
 
     def head_shares(self, x: np.ndarray) -> np.ndarray:

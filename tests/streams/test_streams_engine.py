@@ -250,3 +250,44 @@ def test_learn_false_leaves_the_detector_untouched(tmp_path, sim_raw):
         r = Engine(store, model, learn=False).process(sim_raw[:300])
     assert model.state_bytes() == before
     assert r.n_valid == 300 and decode_one(sim_raw[0]) == r.events[0]
+
+
+class _ProtocolOnlyScorer:
+    """A detector with only the ``models.protocol.Scorer`` methods: scores a row by its mean."""
+
+    n_features = N_FEATURES
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def score_one(self, x): return float(np.mean(x))
+    def learn_one(self, x): self.seen += 1
+    def score_many(self, X): return np.asarray(X, np.float64).mean(axis=1)
+    def learn_many(self, X): self.seen += len(X)
+
+    def score_learn_many(self, X):
+        self.learn_many(X)
+        return self.score_many(X)
+
+    def contributions(self, x):
+        x = np.asarray(x, np.float64)
+        return x / x.sum() if x.sum() > 0 else np.zeros_like(x)
+
+    def reset_state(self): self.seen = 0
+    def state_bytes(self): return str(self.seen).encode()
+    def load_state_bytes(self, data): self.seen = int(data)
+
+
+def test_any_protocol_scorer_runs_in_the_engine_with_reasons(tmp_path, sim_raw):
+    # the embedded benchmark's River adapter broke when the Engine started asking
+    # detectors for traced scores: a Scorer needs only the protocol's methods
+    from models.protocol import Scorer
+
+    det = _ProtocolOnlyScorer()
+    assert isinstance(det, Scorer)
+    model = ScoringModel(det, version="mean-test", policy_config={"threshold": 0.3, "cooldown_s": 0.0})
+    with GraphStore(tmp_path) as store:
+        r = Engine(store, model).process(sim_raw[:500], positions={"events/0": 500})
+    assert r.n_valid == 500 and det.seen == 500
+    assert r.alerts and all(a.reasons for a in r.alerts)
+

@@ -1,0 +1,70 @@
+"""The benchmark scripts still run, end to end, on tiny inputs.
+
+The README's numbers come from these scripts; a script that no longer runs leaves them
+unreproducible (``bench_embedded.py`` broke once when the Engine started asking
+detectors for traced scores and nothing noticed). Each runs as the README runs it, as a
+subprocess, with the smallest sizes its options allow, and its JSON is checked for
+sane values. Rates are not checked: timed unit tests flake on shared machines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(name: str, *args: str, timeout: float = 300) -> str:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+def positive(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.mark.slow
+def test_bench_embedded_runs_ours_and_river(tmp_path) -> None:
+    out = tmp_path / "embedded.json"
+    run_script("bench_embedded.py", "--events", "3000", "--river-events", "1000", "--out", str(out))
+    r = json.loads(out.read_text())
+    assert r["ours_full_stream"]["events"] == 3000 and r["river_prefix"]["events"] == 1000
+    assert all(positive(r[k]["events_per_second"]) for k in
+               ("ours_full_stream", "ours_full_stream_commit_every_batch", "ours_prefix", "river_prefix"))
+    assert positive(r["ratio_vs_river"]) and positive(r["detector_only"]["ratio"])
+
+
+@pytest.mark.slow
+def test_bench_tgn_runs_both_sides() -> None:
+    pytest.importorskip("torch_geometric")
+    r = json.loads(run_script("bench_tgn.py", "--events", "2000", "--warmup", "200", "--repeats", "1"))
+    assert positive(r["ours"]["events_per_s"]) and positive(r["pyg_reference"]["events_per_s"])
+    assert positive(r["ratio_ours_over_pyg"])
+
+
+@pytest.mark.slow
+def test_bench_tgn_scale_quick_writes_json_and_plot(tmp_path) -> None:
+    out = tmp_path / "scale.json"
+    run_script("bench_tgn_scale.py", "--quick", "--out", str(out))
+    r = json.loads(out.read_text())
+    assert [s["nodes"] for s in r["sizes"]] == [2000, 20000]
+    assert all(positive(s["events_per_s"]) and s["disk_bytes_per_node"] > 0 for s in r["sizes"])
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_soak_with_the_tgn_reports_bounded_pools(tmp_path) -> None:
+    out = tmp_path / "soak.json"
+    run_script("soak.py", "--minutes", "0.1", "--tgn", "--mem-cache-capacity", "20000", "--quiet",
+               "--out", str(out))
+    r = json.loads(out.read_text())
+    assert r["events"] > 0 and r["config"]["tgn"] is True
+    assert r["bounded_by_design"]["resident_rows_end"] <= r["bounded_by_design"]["cache_capacity_rows"]
