@@ -443,7 +443,8 @@ def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, byte
         "worker_batch_processing_seconds": histogram(proc, "riskgraph_batch_processing_seconds"),
         "worker_mean_batch_events": round(sizes["mean"], 1) if sizes["mean"] else None,
         # cores used while the paced events were sent (load_generator: this process;
-        # broker: absent when --bootstrap names one; other: the rest of the machine)
+        # broker: absent when --bootstrap names one; other: the rest of the machine, a few
+        # hundredths below zero when the counters, read one after another, disagree)
         "cpu_cores_used": cpu,
     }
 
