@@ -443,8 +443,9 @@ def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, byte
         "worker_batch_processing_seconds": histogram(proc, "riskgraph_batch_processing_seconds"),
         "worker_mean_batch_events": round(sizes["mean"], 1) if sizes["mean"] else None,
         # cores used while the paced events were sent (load_generator: this process;
-        # broker: absent when --bootstrap names one; other: the rest of the machine, a few
-        # hundredths below zero when the counters, read one after another, disagree)
+        # broker: absent when --bootstrap names one; other: the rest of the machine, which
+        # has read a few hundredths below zero: /proc/stat and the per-process counters
+        # are kept separately and did not quite agree here)
         "cpu_cores_used": cpu,
     }
 
