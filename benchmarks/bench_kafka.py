@@ -542,13 +542,12 @@ def main(argv: list[str] | None = None) -> dict:
                 other = "stream" if a.consume == "batch" else "batch"
                 result["throughput_other"] = bench_throughput(bootstrap, workdir, records[: a.events],
                                                               a.batch_size, other)
+        broker_pid = broker.status().pid if broker is not None else None
         if "latency" not in a.skip:
             result["latency"] = bench_latency(bootstrap, workdir, records[:n_lat], ids[:n_lat], a.batch_size,
-                                              a.rate, a.warmup, a.consume,
-                                              broker.status().pid if broker is not None else None)
+                                              a.rate, a.warmup, a.consume, broker_pid)
             for k in ("offered_rate", "latency_p50_ms", "latency_p99_ms"):
                 result[k] = result["latency"][k]
-        broker_pid = broker.status().pid if broker is not None else None
         for rate in a.sweep or []:
             n = a.warmup + int(rate * a.duration)
             print(f"latency sweep: {rate:,.0f} events/s offered", file=sys.stderr, flush=True)
