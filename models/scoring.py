@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -202,9 +203,12 @@ class ScoringModel:
             if ctx is None:
                 raise ValueError("a TGN model needs the batch context (store and slots)")
             store = ctx.store
-            rows_of = store.peek_mem if store.mem_cache_capacity else None  # neighbours: compact cache
+            lead_of = None
+            if store.mem_cache_capacity:  # neighbours' memory: resident rows, else the compact cache
+                width, flag = self.tgn.lead_columns
+                lead_of = partial(store.peek_lead, width=width, flag=flag)
             out = self.tgn.score_batch(store.table, ctx.src_slot, ctx.dst_slot, ctx.ts, unit, store.peek_slots,
-                                       rows_of=rows_of)
+                                       lead_of=lead_of)
             self.tgn.update_batch(store.table, out)  # peek_slots may have grown the table: read it again
             comps["tgn_risk"] = out.risk
             comps["tgn_link"] = out.link_surprise

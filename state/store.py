@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from rocksdict import (
@@ -72,6 +72,14 @@ from state.keys import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class LeadRows(NamedTuple):
+    """What :meth:`GraphStore.peek_lead` returns."""
+
+    lead: np.ndarray  # float32 [n, width]: the leading columns of every row asked for
+    whole: np.ndarray  # int64 [w]: positions (into the ids asked for) of rows whose flag column is non-zero
+    rows: np.ndarray  # float32 [w, mem_dim]: those rows in full
 
 
 #: Block compression of the store's files. "none" by default: node records are read at
@@ -269,7 +277,8 @@ class GraphStore:
         For rows that are only read, like a TGN's temporal neighbours: a resident row
         is read from the row cache; any other from the memory cache, else RocksDB
         (then kept in the memory cache) -- without loading the full row or evicting
-        one. Never-written nodes read as fresh rows do (zeros).
+        one. Never-written nodes read as fresh rows do (zeros). See :meth:`peek_lead`
+        for the leading columns only.
 
         >>> import tempfile
         >>> with GraphStore(tempfile.mkdtemp(), mem_dim=2, cache_capacity=1, mem_cache_capacity=8) as st:
@@ -280,20 +289,68 @@ class GraphStore:
         ...     st.peek_mem(st.resolve(["a", "b", "z"])).tolist()
         [[5.0, 5.0], [0.0, 0.0], [0.0, 0.0]]
         """
+        return self.peek_lead(ids, self.mem_dim).lead
+
+    def peek_lead(self, ids: np.ndarray, width: int, flag: int | None = None) -> LeadRows:
+        """The leading ``width`` columns of the ``mem`` rows of ``ids``, read-only use, and
+        the whole rows of those whose column ``flag`` is non-zero.
+
+        As :meth:`peek_mem`, but a TGN reading its temporal neighbours needs only their
+        memory (64 of 154 columns with the default dimensions) unless a row still holds a
+        pending message (``flag``: the message-kind column): copying 4 instead of 10 cache
+        lines per row, and nothing for the rest, keeps the gather cheap when the table is
+        larger than the CPU caches. ``flag=None``: no whole rows.
+
+        >>> import tempfile
+        >>> with GraphStore(tempfile.mkdtemp(), mem_dim=3, mem_cache_capacity=8) as st:
+        ...     s = st.slots(st.resolve(["a", "b"]))
+        ...     st.table.mem[s] = [[1.0, 2.0, 0.0], [3.0, 4.0, 1.0]]  # "b" has a pending message
+        ...     got = st.peek_lead(st.resolve(["a", "b", "new"]), 2, flag=2)
+        ...     got.lead.tolist(), got.whole.tolist(), got.rows.tolist()
+        ([[1.0, 2.0], [3.0, 4.0], [0.0, 0.0]], [1], [[3.0, 4.0, 1.0]])
+        """
         self._check_open()
         ids = self._ids.check_ids(ids)
+        if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or not 1 <= width <= self.mem_dim:
+            raise ValueError(f"width must be an int in [1, mem_dim={self.mem_dim}], got {width!r}")
+        if flag is not None and (isinstance(flag, bool) or not isinstance(flag, (int, np.integer))
+                                 or not width <= flag < self.mem_dim):
+            raise ValueError(f"flag must be a column in [width={width}, mem_dim={self.mem_dim}) or None, "
+                             f"got {flag!r}")
         table = self._rows.table
-        out = np.zeros((ids.shape[0], self.mem_dim), np.float32)
         res = self._rows.resident_slots(ids)
         here = res >= 0
-        out[here] = table.mem[res[here]]
-        rest = np.flatnonzero(~here)
-        if rest.size == 0:
-            return out
-        if self._mem is not None:
-            got = self._mem.get(ids[rest])
+        whole: list[np.ndarray] = []
+        rows: list[np.ndarray] = []
+        if here.all():  # the common case on a graph that fits the row cache: one gather
+            lead = table.mem[res, :width]
+            rest = np.empty(0, np.int64)
+            pos, hs = np.arange(ids.shape[0]), res
+        else:
+            lead = np.zeros((ids.shape[0], width), np.float32)
+            pos = np.flatnonzero(here)
+            hs = res[pos]
+            lead[pos] = table.mem[hs, :width]
+            rest = np.flatnonzero(~here)
+        if flag is not None and hs.size:
+            f = table.mem[hs, flag] != 0
+            if f.any():
+                whole.append(pos[f])
+                rows.append(table.mem[hs[f]])
+        if rest.size and self._mem is not None:
+            # cached memories: their columns past the cache's width are zero
+            m = self._mem
+            got = m.get(ids[rest])
             hit = got >= 0
-            out[rest[hit], : self._mem.width] = self._mem.rows[got[hit]]  # the other columns: zeros
+            w = min(width, m.width)
+            lead[rest[hit], :w] = m.rows[got[hit], :w]
+            if flag is not None and flag < m.width:
+                f = m.rows[got[hit], flag] != 0
+                if f.any():
+                    whole.append(rest[hit][f])
+                    full = np.zeros((int(f.sum()), self.mem_dim), np.float32)
+                    full[:, : m.width] = m.rows[got[hit][f]]
+                    rows.append(full)
             rest = rest[~hit]
         rest = rest[ids[rest] < self._ids.n_committed]  # newer ids have no record: zeros
         if rest.size:
@@ -302,10 +359,17 @@ class GraphStore:
             mem = np.zeros((uniq.shape[0], self.mem_dim), np.float32)
             if rec is not None:
                 mem[stored] = rec["mem"]
-            out[rest] = mem[inv]
+            lead[rest] = mem[inv, :width]
+            if flag is not None:
+                f = mem[inv, flag] != 0
+                if f.any():
+                    whole.append(rest[f])
+                    rows.append(mem[inv[f]])
             if self._mem is not None:
                 self._cache_mem(uniq, mem)
-        return out
+        if not whole:
+            return LeadRows(lead, np.empty(0, np.int64), np.empty((0, self.mem_dim), np.float32))
+        return LeadRows(lead, np.concatenate(whole), np.concatenate(rows))
 
     def _keep_mem(self, ids: np.ndarray, slots: np.ndarray) -> None:
         self._cache_mem(ids, self._rows.table.mem[slots])

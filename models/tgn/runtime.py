@@ -58,10 +58,14 @@ from models.tgn.neighbours import Neighbours, recent_neighbours
 #: Maps internal node ids to their rows in the table (-1: not resident). The graph store
 #: provides one (``peek_slots``); an in-memory table whose slots are the ids uses identity.
 SlotsOf = Callable[[np.ndarray], np.ndarray]
-#: Optional: the ``mem`` rows (float32[n, row_width]) of internal node ids, for rows only
-#: read (temporal neighbours). The graph store provides one (``peek_mem``) that serves
-#: rows not resident in the table from a compact memory cache instead of loading them.
-RowsOf = Callable[[np.ndarray], np.ndarray]
+#: Optional: the memory of internal node ids read only (temporal neighbours), as
+#: ``(lead, whole, rows)``: ``lead`` float32[n, mem_dim] the leading ``mem_dim`` columns of
+#: each ``mem`` row, ``whole`` int64 positions of the rows whose message-kind column is
+#: non-zero (a pending message to fold), ``rows`` float32[len(whole), row_width] those rows
+#: in full (see :attr:`TGNRuntime.lead_columns`). The graph store provides one
+#: (``GraphStore.peek_lead``) that serves rows not resident in the table from a compact
+#: memory cache instead of loading them, and copies 64 instead of 154 floats per row.
+LeadOf = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -173,17 +177,39 @@ class TGNRuntime:
         nb = recent_neighbours(table, q, np.tile(np.asarray(ts, np.float64), 2), self.model.config.k)
         return np.unique(nb.ids[nb.valid])
 
-    def _neighbour_rows(self, table: NodeArrays, ids: np.ndarray, slots_of: SlotsOf,
-                        rows_of: RowsOf | None) -> np.ndarray:
-        """``mem`` rows (float32[len(ids), row_width]) of distinct neighbour ids."""
-        if rows_of is None:
-            slots = self._resolve(slots_of, ids, table)  # first: loading rows may grow the table's arrays
-            return table.mem[slots]
-        rows = np.asarray(rows_of(ids))
-        if rows.shape != (ids.shape[0], self.model.row_width) or rows.dtype != np.float32:
-            raise ValueError(f"rows_of must return float32 rows of shape ({ids.shape[0]}, {self.model.row_width}), "
-                             f"got {rows.dtype} {rows.shape}")
-        return rows
+    def _check_rows(self, rows: np.ndarray, q_u: np.ndarray, nbr_ids: np.ndarray, nbr_pos: np.ndarray) -> None:
+        """Clear error for corrupt rows: ``rows`` are the query slots ``q_u``'s, then neighbours
+        ``nbr_ids[nbr_pos]``'s."""
+        bad = ~np.isin(rows[:, self.model.layout.kind], (NO_MESSAGE, AS_SOURCE, AS_DESTINATION)) \
+            | ~np.isfinite(rows).all(axis=1)
+        if bad.any():
+            where = [f"slot {q_u[i]}" if i < q_u.shape[0] else f"node {nbr_ids[nbr_pos[i - q_u.shape[0]]]}"
+                     for i in np.flatnonzero(bad)[:10]]
+            raise ValueError("corrupt node rows (non-finite values, or a pending-message kind other than "
+                             f"0, 1, 2) at {', '.join(where)}")
+
+    @property
+    def lead_columns(self) -> tuple[int, int]:
+        """``(width, flag)`` for a :data:`LeadOf`: the memory's width, and the column whose
+        non-zero value marks a row with a pending message (it needs the whole row)."""
+        lay = self.model.layout
+        return lay.mem_dim, lay.kind
+
+    def _neighbour_lead(self, ids: np.ndarray, lead_of: LeadOf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``lead_of(ids)``, checked: shapes, dtypes, positions in range, finite memory."""
+        n, (width, _) = ids.shape[0], self.lead_columns
+        lead, whole, rows = (np.asarray(x) for x in lead_of(ids))
+        if lead.shape != (n, width) or lead.dtype != np.float32:
+            raise ValueError(f"lead_of must return float32 memory of shape ({n}, {width}), "
+                             f"got {lead.dtype} {lead.shape}")
+        if whole.ndim != 1 or (whole.size and (whole.dtype.kind not in "iu" or whole.min() < 0 or whole.max() >= n)) \
+                or rows.shape != (whole.shape[0], self.model.row_width) or rows.dtype != np.float32:
+            raise ValueError(f"lead_of must return positions in [0, {n}) and their float32 rows of width "
+                             f"{self.model.row_width}, got {whole.dtype} {whole.shape} and {rows.dtype} {rows.shape}")
+        bad = ~np.isfinite(lead).all(axis=1)
+        if bad.any():
+            raise ValueError(f"corrupt node rows (non-finite memory) at node(s) {ids[bad][:10].tolist()}")
+        return lead, whole.astype(np.int64, copy=False), rows
 
     @staticmethod
     def _resolve(slots_of: SlotsOf, ids: np.ndarray, table: NodeArrays) -> np.ndarray:
@@ -205,13 +231,13 @@ class TGNRuntime:
 
     def forward(self, table: NodeArrays, src_slot: np.ndarray, dst_slot: np.ndarray, ts: np.ndarray,
                 edge_feats: np.ndarray, slots_of: SlotsOf, neg_slot: np.ndarray | None = None,
-                rows_of: RowsOf | None = None) -> BatchForward:
+                lead_of: LeadOf | None = None) -> BatchForward:
         """Logits, attention and the pending memory update of a batch of ``n`` events.
 
         ``src_slot``/``dst_slot`` rows of the events' ends, ``ts`` event times (seconds),
         ``edge_feats`` float[n, edge_dim] (finite), ``neg_slot`` optional negative
-        destination rows (training). Temporal neighbours' rows come from ``rows_of``
-        (by id) when given, else from the table at ``slots_of`` (ids to slots). Autograd
+        destination rows (training). Temporal neighbours' memory comes from ``lead_of``
+        (by id) when given, else from their rows in the table at ``slots_of`` (ids to slots). Autograd
         follows the caller's grad mode; the table is not modified (see :meth:`update_batch`).
         """
         model, dev = self.model, self.device
@@ -227,17 +253,21 @@ class TGNRuntime:
         # fold pending messages once per distinct query row and once per distinct neighbour
         # (a node that is both is folded twice, from the same row: the same memory)
         nbr_ids, nbr_inv = np.unique(nb.ids[nb.valid], return_inverse=True)
-        nbr_rows = self._neighbour_rows(table, nbr_ids, slots_of, rows_of)  # may grow the table: read it after
         q_u, q_inv = np.unique(q_slot, return_inverse=True)
-        rows = np.concatenate([table.mem[q_u], nbr_rows])
-        bad = ~np.isin(rows[:, model.layout.kind], (NO_MESSAGE, AS_SOURCE, AS_DESTINATION)) \
-            | ~np.isfinite(rows).all(axis=1)
-        if bad.any():
-            where = [f"slot {q_u[i]}" if i < q_u.shape[0] else f"node {nbr_ids[i - q_u.shape[0]]}"
-                     for i in np.flatnonzero(bad)[:10]]
-            raise ValueError("corrupt node rows (non-finite values, or a pending-message kind other than "
-                             f"0, 1, 2) at {', '.join(where)}")
-        memory = model.apply_pending(torch.from_numpy(rows).to(dev))
+        if lead_of is None:
+            nbr_slots = self._resolve(slots_of, nbr_ids, table)  # first: loading rows may grow the table's arrays
+            rows = np.concatenate([table.mem[q_u], table.mem[nbr_slots]])
+            self._check_rows(rows, q_u, nbr_ids, np.arange(nbr_ids.shape[0]))
+            memory = model.apply_pending(torch.from_numpy(rows).to(dev))
+        else:  # neighbours' memory only, plus whole rows where a message is pending
+            lead, whole, whole_rows = self._neighbour_lead(nbr_ids, lead_of)
+            rows = np.concatenate([table.mem[q_u], whole_rows])  # the table after lead_of: it may have grown
+            self._check_rows(rows, q_u, nbr_ids, whole)
+            folded = model.apply_pending(torch.from_numpy(rows).to(dev))
+            nbr_mem = torch.from_numpy(lead).to(dev)
+            if whole.size:
+                nbr_mem = nbr_mem.index_copy(0, torch.from_numpy(whole).to(dev), folded[q_u.shape[0]:])
+            memory = torch.cat([folded[: q_u.shape[0]], nbr_mem])
         inv = np.concatenate([q_inv, q_u.shape[0] + nbr_inv])
         q_n = q_slot.shape[0]
         nbr_u = np.zeros(nb.ids.shape, np.int64)
@@ -289,14 +319,14 @@ class TGNRuntime:
     # -- serving -------------------------------------------------------------
 
     def score_batch(self, table: NodeArrays, src_slot: np.ndarray, dst_slot: np.ndarray, ts: np.ndarray,
-                    edge_feats: np.ndarray, slots_of: SlotsOf, rows_of: RowsOf | None = None) -> TGNScores:
+                    edge_feats: np.ndarray, slots_of: SlotsOf, lead_of: LeadOf | None = None) -> TGNScores:
         """Scores of a batch (eval mode, ``torch.inference_mode``); pass the result to :meth:`update_batch`."""
         was_training = self.model.training
         if was_training:  # Module.train walks every submodule: skip it on the hot path
             self.model.eval()
         try:
             with torch.inference_mode():
-                fwd = self.forward(table, src_slot, dst_slot, ts, edge_feats, slots_of, rows_of=rows_of)
+                fwd = self.forward(table, src_slot, dst_slot, ts, edge_feats, slots_of, lead_of=lead_of)
         finally:
             if was_training:
                 self.model.train()

@@ -1,4 +1,4 @@
-"""MemCache (LRU of memory rows) and GraphStore.peek_mem on a real RocksDB."""
+"""MemCache (LRU of memory rows) and GraphStore.peek_mem / peek_lead on a real RocksDB."""
 
 from __future__ import annotations
 
@@ -61,10 +61,16 @@ def test_peek_mem_always_equals_the_full_rows(tmp_path, mem_cache, width):
                 st.table.mem[s] = rows
                 st.commit()
                 ask = st.resolve(list(rng.choice(names, 30)))
+                # the TGN's neighbour read first (resident rows, memory cache, RocksDB): 2 leading
+                # columns, and whole rows where column 3 is set
+                lead = st.peek_lead(ask, 2, flag=3)
                 got = st.peek_mem(ask)
                 slots = st.peek_slots(ask)  # the full rows, loaded if need be (may grow the table)
                 want = st.table.mem[slots]
                 np.testing.assert_array_equal(got, want, err_msg=f"life {life} step {step}")
+                np.testing.assert_array_equal(lead.lead, want[:, :2])
+                assert sorted(lead.whole.tolist()) == np.flatnonzero(want[:, 3] != 0).tolist()
+                np.testing.assert_array_equal(lead.rows, want[lead.whole])
             if mem_cache:
                 stats = st.cache_stats
                 assert stats["mem_cache_hits"] > 0 and stats["evicted"] > 0, stats
@@ -89,3 +95,13 @@ def test_a_narrow_cache_keeps_only_rows_whose_tail_is_zero(tmp_path):
         got = st.peek_mem(st.resolve(["zero-tail", "full"]))
         np.testing.assert_array_equal(got, [[5.0, 0.0, 0.0], [6.0, 1.0, np.nan]])
         assert st.cache_stats["mem_cache_hits"] == 1
+
+
+def test_peek_lead_refuses_bad_columns(tmp_path):
+    with GraphStore(tmp_path / "s", mem_dim=4, mem_cache_capacity=4) as st:
+        ids = st.resolve(["a"])
+        for width, flag in ((0, None), (5, None), (True, None), (2, 1), (2, 4), (2, True)):
+            with pytest.raises(ValueError, match="width|flag"):
+                st.peek_lead(ids, width, flag=flag)
+        got = st.peek_lead(ids, 4)  # every column, no flag: the same as peek_mem
+        assert got.lead.tolist() == [[0.0] * 4] and got.whole.size == 0 and got.rows.shape == (0, 4)

@@ -277,3 +277,56 @@ def test_input_validation(make_table, make_model, ident) -> None:
         rt.score_batch(t, [0], [1], [1.0], e, ident)
     with pytest.raises(ValueError, match="top_k"):
         TGNRuntime(model, "cpu", top_k=5)
+
+
+def _lead_of(table, rt: TGNRuntime):
+    """A LeadOf over an in-memory table whose slots are the ids (what GraphStore.peek_lead gives)."""
+    width, flag = rt.lead_columns
+
+    def lead_of(ids):
+        whole = np.flatnonzero(table.mem[ids, flag] != 0)
+        return table.mem[ids, :width].copy(), whole, table.mem[ids[whole]]
+    return lead_of
+
+
+def test_neighbour_memory_from_lead_of_equals_the_full_rows(make_table, make_model, ident) -> None:
+    # fold on read leaves pending messages in the rows: lead_of must hand those over whole
+    model = make_model(seed=4, edge_dim=N_FEATURES)
+    rt = TGNRuntime(model, "cpu", fold_on_write=False)
+    src, dst, ts, amt = _stream(12, 160, seed=9)
+    t = make_table(12, model.row_width)
+    whole_seen = 0
+    for lo in range(0, 160, 40):
+        sl = slice(lo, lo + 40)
+        e = to_unit(compute_features(t, src[sl], dst[sl], src[sl], dst[sl], ts[sl], amt[sl]))
+        nbr = rt.neighbour_ids(t, src[sl], dst[sl], ts[sl])
+        whole_seen += int((t.mem[nbr, model.layout.kind] != NO_MESSAGE).sum())
+        full = rt.score_batch(t, src[sl], dst[sl], ts[sl], e, ident)
+        lead = rt.score_batch(t, src[sl], dst[sl], ts[sl], e, ident, lead_of=_lead_of(t, rt))
+        np.testing.assert_array_equal(full.risk, lead.risk)
+        np.testing.assert_array_equal(full.link_prob, lead.link_prob)
+        np.testing.assert_array_equal(full.top_ids, lead.top_ids)
+        np.testing.assert_array_equal(full.update.rows, lead.update.rows)
+        rt.update_batch(t, full)
+    assert whole_seen > 0  # neighbours with a pending message were read
+
+
+def test_lead_of_output_is_checked(make_table, make_model, ident, ring_writer) -> None:
+    model = make_model()
+    rt = TGNRuntime(model, "cpu")
+    t = make_table(4, model.row_width)
+    ring_writer(t, 0, [(2, 1.0, 1.0, OUT), (3, 2.0, 1.0, OUT)])
+    good = _lead_of(t, rt)
+    args = (t, [0], [1], [5.0], np.zeros((1, 3)), ident)
+    rt.score_batch(*args, lead_of=good)
+    bad = {
+        "float32 memory of shape": lambda ids: (good(ids)[0][:, :2], *good(ids)[1:]),
+        "positions in": lambda ids: (good(ids)[0], np.array([5]), np.zeros((1, model.row_width), np.float32)),
+        "non-finite memory": lambda ids: (np.full_like(good(ids)[0], np.nan), *good(ids)[1:]),
+    }
+    for msg, fn in bad.items():
+        with pytest.raises(ValueError, match=msg):
+            rt.score_batch(*args, lead_of=fn)
+    t.mem[3, model.layout.kind] = 7.0  # a corrupt pending-message kind arrives as a whole row
+    with pytest.raises(ValueError, match="corrupt node rows.*node 3"):
+        rt.score_batch(*args, lead_of=_lead_of(t, rt))
