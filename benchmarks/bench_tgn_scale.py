@@ -17,9 +17,10 @@ Per size N, in a child process of its own (clean RSS, nothing shared but the OS 
    node gets a TGN memory, folded, non-zero). The build's hot cache holds the whole graph
    (it is not timed; evicting there only makes it slower). The store is flushed and closed.
 2. **measure** (``--rounds`` times, sizes interleaved so that machine noise hits all
-   sizes alike): reopen the store (``create=False``, cold caches), run ``--warmup``
-   events untimed (default min(N, 100,000), at least 20,000: enough for the row and id
-   caches to reach their steady state; then more, until the memory cache of neighbour
+   sizes alike): reopen the store (``create=False``, cold caches), fill the id and row
+   caches (``prefill``: all ids resolved and rows loaded in random order until the row
+   cache is full; ``--no-prefill`` to skip), run ``--warmup``
+   events untimed (default min(N, 100,000), at least 20,000; then more, until the memory cache of neighbour
    memories misses under 1 % of its reads or is full, see ``warm_up``: a long-running
    worker is measured, not one just restarted), then time ``--events / --rounds`` events. Events
    are drawn uniformly over the N entities (``--dist zipf`` for a skewed draw); their ends
@@ -28,10 +29,11 @@ Per size N, in a child process of its own (clean RSS, nothing shared but the OS 
    per second of the scoring thread's CPU time (``time.thread_time``; RocksDB's background
    flushes and compactions excluded), which other tenants of a shared machine move less.
 
-The hot cache (``--cache-capacity``, default 200,000 rows) holds all of 10^4 and 10^5 but
-a fifth of 10^6, so the large setting reads most ends back from RocksDB (blocks compressed
-as ``--compression`` says, default none as in the store; ``--block-cache-mb`` of block
-cache, the rest from the OS page cache). Temporal
+The hot cache (``--cache-capacity``, default 1,000,000 rows as in the product) holds all
+three sizes; ``--cache-capacity 200000`` holds a fifth of 10^6, so that setting reads most
+ends back from RocksDB (blocks compressed as ``--compression`` says, default none as in
+the store; ``--block-cache-mb`` of block cache, the rest from the OS page cache). The id
+cache holds the larger of the row and memory caches' capacities (``GraphStore``). Temporal
 neighbours are only read: their memory comes from the row cache, else the memory cache
 (``--mem-cache-capacity``, default 1,000,000 nodes, ``state.memcache``), else RocksDB;
 ``--mem-cache-capacity 0`` loads them as full rows, as before that cache existed.
@@ -170,10 +172,29 @@ WARM_MISS_SHARE = 0.01  # the memory cache is warm once fewer neighbour reads th
 WARM_MAX = 1_000_000  # events: the auto warm-up stops here whatever the cache does
 
 
-def warm_up(eng, c: dict[str, Any], rng: np.random.Generator, perm: np.ndarray, first: int) -> dict[str, Any]:
-    """Untimed events after the reopen; returns how many and the memory cache's last miss share.
+PREFILL_CHUNK = 20_000  # ids resolved and rows loaded per step of the prefill
 
-    With ``--warmup`` >= 0 exactly that many. Auto: :func:`warmup_events`, then steps of
+
+def prefill(store, n: int, rng: np.random.Generator) -> dict[str, Any]:
+    """Fill the id cache and the row cache after the reopen, as a worker running for long
+    has them: resolve all N ids in random order (the id cache keeps the last ones up to its
+    capacity) and load their rows until the row cache is full. With uniform draws an LRU
+    cache holds a random subset of the graph: the same as this, without the hundreds of
+    thousands of events (several minutes at 10^6 nodes) it takes to get there."""
+    t0 = time.perf_counter()
+    order = rng.permutation(n)
+    for lo in range(0, n, PREFILL_CHUNK):
+        ids = store.resolve([f"a{i}" for i in order[lo:lo + PREFILL_CHUNK].tolist()])
+        room = store.cache_capacity - store.cache_stats["resident"]
+        if room > 0:
+            store.peek_slots(ids[:room])
+    return {"seconds": round(time.perf_counter() - t0, 1), "rows_resident": store.cache_stats["resident"]}
+
+
+def warm_up(eng, c: dict[str, Any], rng: np.random.Generator, perm: np.ndarray, first: int) -> dict[str, Any]:
+    """Untimed work after the reopen; returns how many events and the memory cache's last miss share.
+
+    First :func:`prefill` (unless ``--no-prefill``). Then with ``--warmup`` >= 0 exactly that many events. Auto: :func:`warmup_events`, then steps of
     ``WARM_CHUNK`` events while more than ``WARM_MISS_SHARE`` of the neighbour memories read
     in the last step missed the memory cache and it is not full (a full cache misses at its
     steady rate; one that holds the whole graph fills up, which takes several hundred
@@ -181,6 +202,7 @@ def warm_up(eng, c: dict[str, Any], rng: np.random.Generator, perm: np.ndarray, 
     freshly restarted one. At most ``WARM_MAX`` events.
     """
     store, n = eng.store, c["n"]
+    filled = prefill(store, n, rng) if c.get("prefill", True) else None
 
     def step(k: int, done: int) -> float:
         src, dst = draw_pairs(rng, n, k, c["dist"], c["zipf_a"], perm)
@@ -196,7 +218,7 @@ def warm_up(eng, c: dict[str, Any], rng: np.random.Generator, perm: np.ndarray, 
            and store.cache_stats.get("mem_cache_rows", 0) < store.mem_cache_capacity):
         share = step(WARM_CHUNK, done)
         done += WARM_CHUNK
-    return {"events": done, "mem_cache_miss_share_last_step": round(share, 4)}
+    return {"events": done, "mem_cache_miss_share_last_step": round(share, 4), "prefill": filled}
 
 
 def child_build(c: dict[str, Any]) -> dict[str, Any]:
@@ -292,6 +314,7 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
             "stage_seconds": {k: round(v, 3) for k, v in r["stages"].items()},
             "distinct_ends_measured": int(np.unique(np.concatenate([src, dst])).size),
             "mem_cache_miss_share_end_of_warmup": warm["mem_cache_miss_share_last_step"],
+            "prefill": warm["prefill"],
             "rows_evicted_measured": cs1["evicted"] - cs0["evicted"],
             "cache": cs1,
             "ring_entries_mean": float(fill.mean()),
@@ -370,9 +393,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--warmup", type=int, default=-1,
                    help="untimed events after each reopen (default -1: min(N, 100k), at least 20k, "
                         "then until the memory cache is warm, see warm_up)")
+    p.add_argument("--prefill", action=argparse.BooleanOptionalAction, default=True,
+                   help="after each reopen, fill the id and row caches before the warm-up (see prefill)")
     p.add_argument("--batch", type=int, default=1000, help="micro-batch (the worker's default)")
     p.add_argument("--commit-every", type=int, default=1, help="batches per RocksDB commit (worker: 1)")
-    p.add_argument("--cache-capacity", type=int, default=200_000, help="hot node rows (GraphStore)")
+    p.add_argument("--cache-capacity", type=int, default=1_000_000,
+                   help="hot node rows (GraphStore; the product default, RISKGRAPH_CACHE_CAPACITY)")
     p.add_argument("--block-cache-mb", type=int, default=256)
     p.add_argument("--compression", choices=("none", "lz4"), default="none", help="RocksDB block compression")
     p.add_argument("--mem-cache-capacity", type=int, default=1_000_000,
@@ -405,11 +431,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     per_round = a.events // a.rounds
     work = a.workdir or tempfile.mkdtemp(prefix="riskgraph-tgn-scale-")
     os.makedirs(work, exist_ok=True)
+    held = [n for n in sizes if os.path.exists(os.path.join(work, f"n{n}"))]
+    if held:  # a build would stream more events into the old store, not build a fresh one
+        p.error(f"{work} already holds stores for N={held} (from an earlier --keep run): "
+                "remove them or choose another --workdir")
     base = {"seed": a.seed, "cache_capacity": a.cache_capacity, "block_cache_mb": a.block_cache_mb,
             "mem_cache_capacity": a.mem_cache_capacity, "compression": a.compression,
             "batch": a.batch, "commit_every": a.commit_every, "threads": a.threads, "dist": a.dist,
             "zipf_a": a.zipf_a, "touches": a.prepop_touches, "build_batch": a.build_batch,
-            "warmup": a.warmup, "events": per_round}
+            "warmup": a.warmup, "events": per_round, "prefill": a.prefill}
     t_start = time.perf_counter()
     builds, rounds = {}, {n: [] for n in sizes}
     try:
