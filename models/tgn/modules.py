@@ -144,40 +144,41 @@ class TemporalAttentionEmbedding(nn.Module):
 
         Returns the embeddings [Q, out_dim] and the attention weights [Q, heads, k]
         (0 where ``mask`` is False).
+
+        Computed without projecting the neighbours: ``q . (W_k x_j + b_k)`` is
+        ``(W_k^T q) . x_j + q . b_k``, and ``sum_j a_ij W_v x_j`` is ``W_v sum_j a_ij x_j``,
+        so the key and value weights meet the Q queries, not the Q * k neighbour rows
+        (PyG's ``TransformerConv`` projects every neighbour; the results agree to float
+        rounding, see tests/tgn/test_tgn_modules.py). The cost no longer depends on how
+        many distinct neighbours a batch has: 7.4-7.9 ms instead of 12.0-12.9 ms for
+        2,000 queries with 10 neighbours each, one CPU thread.
         """
-        return self._attend(self.lin_query(x), self.lin_skip(x), self.lin_key(x_nbr), self.lin_value(x_nbr),
-                            edge, mask)
-
-    def forward_indexed(self, nodes: Tensor, q_idx: Tensor, nbr_idx: Tensor, edge: Tensor,
-                        mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``forward(nodes[q_idx], nodes[nbr_idx], edge, mask)``, projecting each distinct node once.
-
-        A batch's neighbour lists repeat nodes many times (hubs, both ends of an edge), so
-        keys and values are computed per row of ``nodes`` [U, in] and then gathered.
-        """
-        x = nodes[q_idx]
-        kv = F.linear(nodes, torch.cat([self.lin_key.weight, self.lin_value.weight]),
-                      torch.cat([self.lin_key.bias, self.lin_value.bias]))[nbr_idx]
-        key, value = kv.split(self.heads * self.head_dim, dim=-1)
-        return self._attend(self.lin_query(x), self.lin_skip(x), key, value, edge, mask)
-
-    def _attend(self, query: Tensor, skip: Tensor, key: Tensor, value: Tensor, edge: Tensor,
-                mask: Tensor) -> tuple[Tensor, Tensor]:
         q_n, k = mask.shape
         h, c = self.heads, self.head_dim
-        e = self.lin_edge(edge)
-        # [Q, k, h, c] throughout: reductions over contiguous axes beat batched matmuls of
-        # these tiny per-query matrices (about 3x on CPU)
-        key = (key + e).view(q_n, k, h, c)
-        value = (value + e).view(q_n, k, h, c)
-        logits = (key * query.view(q_n, 1, h, c)).sum(-1) / math.sqrt(c)  # [Q, k, h]
+        d = x.shape[-1]
+        query = self.lin_query(x).view(q_n, h, c)
+        e = self.lin_edge(edge).view(q_n, k, h, c)
+        # per head: the query mapped back into node space, [Q, h, in]
+        q_in = torch.bmm(query.transpose(0, 1), self.lin_key.weight.view(h, c, d)).transpose(0, 1)
+        logits = torch.bmm(x_nbr, q_in.transpose(1, 2))  # [Q, k, h]
+        logits = logits + (query * self.lin_key.bias.view(h, c)).sum(-1).unsqueeze(1) \
+            + (e * query.unsqueeze(1)).sum(-1)
+        logits = logits / math.sqrt(c)
         m = mask.view(q_n, k, 1)
         logits = logits.masked_fill(~m, float("-inf"))
         # a row without any neighbour would softmax to NaN: give it zeros instead
         alpha = torch.softmax(logits, dim=1).masked_fill(~m, 0.0)
         attn = F.dropout(alpha, p=self.dropout, training=self.training)
-        out = (attn.unsqueeze(-1) * value).sum(1).reshape(q_n, h * c)
-        return out + skip, alpha.transpose(1, 2)
+        mixed = torch.bmm(attn.transpose(1, 2), x_nbr)  # [Q, h, in]: attention-weighted neighbours
+        out = torch.bmm(mixed.transpose(0, 1), self.lin_value.weight.view(h, c, d).transpose(1, 2)).transpose(0, 1)
+        out = out + self.lin_value.bias.view(1, h, c) * attn.sum(1).unsqueeze(-1) + (attn.unsqueeze(-1) * e).sum(1)
+        return out.reshape(q_n, h * c) + self.lin_skip(x), alpha.transpose(1, 2)
+
+    def forward_indexed(self, nodes: Tensor, q_idx: Tensor, nbr_idx: Tensor, edge: Tensor,
+                        mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``forward(nodes[q_idx], nodes[nbr_idx], edge, mask)``: ``nodes`` [U, in] holds each
+        distinct node read once, ``q_idx`` [Q] and ``nbr_idx`` [Q, k] index it."""
+        return self.forward(nodes[q_idx], nodes[nbr_idx], edge, mask)
 
 
 class LinkDecoder(nn.Module):
