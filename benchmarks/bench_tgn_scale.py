@@ -194,12 +194,13 @@ def prefill(store, n: int, rng: np.random.Generator) -> dict[str, Any]:
 def warm_up(eng, c: dict[str, Any], rng: np.random.Generator, perm: np.ndarray, first: int) -> dict[str, Any]:
     """Untimed work after the reopen; returns how many events and the memory cache's last miss share.
 
-    First :func:`prefill` (unless ``--no-prefill``). Then with ``--warmup`` >= 0 exactly that many events. Auto: :func:`warmup_events`, then steps of
-    ``WARM_CHUNK`` events while more than ``WARM_MISS_SHARE`` of the neighbour memories read
-    in the last step missed the memory cache and it is not full (a full cache misses at its
-    steady rate; one that holds the whole graph fills up, which takes several hundred
-    thousand uniform events at 10^6 nodes): a long-running worker is measured, not a
-    freshly restarted one. At most ``WARM_MAX`` events.
+    First :func:`prefill` (unless ``--no-prefill``). Then with ``--warmup`` >= 0 exactly that
+    many events. Auto: :func:`warmup_events`, then steps of ``WARM_CHUNK`` events while more
+    than ``WARM_MISS_SHARE`` of the neighbour memories read in the last step missed the
+    memory cache and it is not full (a full cache misses at its steady rate; one that holds
+    the whole graph fills up, which takes several hundred thousand uniform events at 10^6
+    nodes): a long-running worker is measured, not a freshly restarted one. At most
+    ``WARM_MAX`` events.
     """
     store, n = eng.store, c["n"]
     filled = prefill(store, n, rng) if c.get("prefill", True) else None
