@@ -30,9 +30,46 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+
+def _np_ok(x: Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+class _Cos(torch.autograd.Function):
+    """``cos`` whose CPU kernel is NumPy's.
+
+    PyTorch's CPU ``cos`` (SLEEF) leaves its fast path once an argument exceeds a few
+    hundred radians and takes a Payne-Hanek reduction above ~4e4 for the whole SIMD
+    vector: a time encoder's highest frequency (``w = 1``) times gaps of hours on a
+    large graph hit it on every row. On 20,000 x 16 arguments here: 0.43-0.50 ms with
+    arguments below 5,000, 2.0-2.4 ms above; NumPy's 0.17-0.18 ms for either, both
+    within one float32 ulp of the float64 result. Used in training and serving alike
+    (backward is ``-sin``, the same way), so the two compute the same encoding.
+
+    >>> x = torch.tensor([0.0, 1.0, 5e4], requires_grad=True)
+    >>> y = _Cos.apply(x); y.sum().backward()
+    >>> bool(torch.allclose(y, torch.cos(x.detach()))), bool(torch.allclose(x.grad, -torch.sin(x.detach())))
+    (True, True)
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        if _np_ok(x):
+            return torch.from_numpy(np.cos(x.detach().numpy()))
+        return torch.cos(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        if _np_ok(x):
+            return grad * torch.from_numpy(np.sin(x.detach().numpy())).neg_()
+        return grad * -torch.sin(x)
 
 
 class TimeEncoder(nn.Module):
@@ -58,7 +95,7 @@ class TimeEncoder(nn.Module):
             self.lin.bias.zero_()
 
     def forward(self, dt: Tensor) -> Tensor:
-        return self.lin(dt.reshape(-1, 1)).cos()
+        return _Cos.apply(self.lin(dt.reshape(-1, 1)))
 
 
 class MessageFunction(nn.Module):

@@ -41,6 +41,25 @@ def test_time_encoder_is_cos_of_affine_time() -> None:
     assert float(enc.lin.weight[0, 0].detach()) == 1.0 and float(enc.lin.bias.detach().abs().sum()) == 0.0
 
 
+
+@pytest.mark.parametrize("scale", [1.0, 5e4, 3e7])  # gaps of seconds, half a day, a year (w = 1)
+def test_time_encoder_cos_is_accurate_and_differentiable_at_long_gaps(scale: float) -> None:
+    enc = TimeEncoder(16)
+    dt = torch.rand(500, generator=torch.Generator().manual_seed(1)) * scale
+    arg = enc.lin(dt.reshape(-1, 1)).detach().double()
+    got = enc(dt).detach()
+    # within about one float32 ulp of cos of the very same argument, computed in float64
+    assert float((got.double() - arg.cos()).abs().max()) < 1.2e-7
+    # training: the gradient reaches the weights as -sin(arg) * dt
+    enc.zero_grad()
+    enc(dt).sum().backward()
+    want = (-arg.sin() * dt.double().reshape(-1, 1)).sum(dim=0)
+    np.testing.assert_allclose(enc.lin.weight.grad.double().ravel().numpy(), want.numpy(), rtol=1e-4,
+                               atol=1e-4 * float(dt.abs().sum()))
+    # (finite differences lose their precision on larger arguments)
+    x = (torch.rand(8, dtype=torch.float64) * min(scale, 1e4)).requires_grad_()
+    assert torch.autograd.gradcheck(models.tgn.modules._Cos.apply, (x,))
+
 def test_message_functions() -> None:
     m = MessageFunction(mem_dim=2, edge_dim=1, time_dim=1)
     a, b, e, t = torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 4.0]]), torch.tensor([[5.0]]), torch.tensor([[6.0]])
