@@ -43,6 +43,7 @@ from rocksdict import (
 
 from features.layout import NodeArrays, init_rows
 from state.cache import RowCache
+from state.gather import gather_lead
 from state.memcache import MemCache
 from state.codecs import (
     FORMAT_VERSION,
@@ -324,21 +325,14 @@ class GraphStore:
         here = res >= 0
         whole: list[np.ndarray] = []
         rows: list[np.ndarray] = []
-        if here.all():  # the common case on a graph that fits the row cache: one gather
-            lead = table.mem[res, :width]
-            rest = np.empty(0, np.int64)
-            pos, hs = np.arange(ids.shape[0]), res
-        else:
-            lead = np.zeros((ids.shape[0], width), np.float32)
-            pos = np.flatnonzero(here)
-            hs = res[pos]
-            lead[pos] = table.mem[hs, :width]
-            rest = np.flatnonzero(~here)
-        if flag is not None and hs.size:
-            f = table.mem[hs, flag] != 0
-            if f.any():
-                whole.append(pos[f])
-                rows.append(table.mem[hs[f]])
+        # one compiled pass over the resident rows (see state.gather); the others stay zero
+        lead = (np.empty if here.all() else np.zeros)((ids.shape[0], width), np.float32)
+        flagged = np.empty(ids.shape[0], np.int64)
+        k = gather_lead(table.mem, res, width, -1 if flag is None else flag, lead, flagged)
+        if k:
+            whole.append(flagged[:k])
+            rows.append(table.mem[res[flagged[:k]]])
+        rest = np.flatnonzero(~here)
         if rest.size and self._mem is not None:
             # cached memories: their columns past the cache's width are zero
             m = self._mem
