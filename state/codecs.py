@@ -9,6 +9,14 @@ by joining the values and viewing them through the same dtype: no per-field
 Python work per node. Floats are copied bit for bit (NaN payloads and infinities
 included).
 
+Format v2 lets a record end early: the header's second field is the number of ``mem``
+columns the record stores (``mem_dim`` for a whole record), the omitted trailing ones
+are zero, and the value's length must match it (a truncated value is still caught). A TGN
+row whose pending message is folded in is its memory and zeros (64 of 154 floats with
+the default dimensions): ``encode_rows(trim=64)`` writes it in 824 instead of 1,184
+bytes, which is that much less write-ahead log, memtable, flush and compaction work,
+disk and block cache per node. v1 records (always whole) read as v2 ones.
+
 >>> from features.layout import NodeArrays, init_rows
 >>> t = NodeArrays.empty(4, mem_dim=2)
 >>> init_rows(t, np.arange(4))
@@ -35,7 +43,13 @@ import numpy as np
 from features.layout import N_ACC, RING, Acc, NodeArrays
 
 #: Version of the node record format; bump it when the record dtype changes.
-FORMAT_VERSION: int = 1
+#: v2: a record may omit trailing zero columns of ``mem`` (v1 records are whole v2 ones).
+FORMAT_VERSION: int = 2
+#: Record versions this build decodes.
+READABLE_VERSIONS: tuple[int, ...] = (1, 2)
+#: What :func:`layout_fingerprint` hashes as the format: the fields and their meaning did
+#: not change in v2, so stores written by v1 keep their fingerprint.
+_FINGERPRINT_FORMAT = 1
 HEADER_BYTES: int = 8
 #: The arrays of ``NodeArrays`` stored in a record, in record order.
 TABLE_FIELDS: tuple[str, ...] = ("acc", "ring_nbr", "ring_ts", "ring_amt", "ring_dir", "ring_n", "mem_ts", "mem")
@@ -83,7 +97,7 @@ def layout_fingerprint() -> str:
     >>> len(layout_fingerprint())
     16
     """
-    desc = repr((FORMAT_VERSION, record_dtype(0).descr, [a.name for a in Acc], RING))
+    desc = repr((_FINGERPRINT_FORMAT, record_dtype(0).descr, [a.name for a in Acc], RING))
     return hashlib.sha256(desc.encode()).hexdigest()[:16]
 
 
@@ -127,22 +141,54 @@ def records_to_rows(rec: np.ndarray, table: NodeArrays, slots: np.ndarray) -> No
         getattr(table, name)[s] = rec[name]
 
 
-def encode_rows(table: NodeArrays, slots: np.ndarray, out: np.ndarray | None = None) -> list[bytes]:
-    """One record (bytes) per slot, in order (``out``: scratch, see :func:`rows_to_records`)."""
+def encode_rows(table: NodeArrays, slots: np.ndarray, out: np.ndarray | None = None,
+                trim: int | None = None) -> list[bytes]:
+    """One record (bytes) per slot, in order (``out``: scratch, see :func:`rows_to_records`).
+
+    ``trim``: a row whose ``mem`` columns from ``trim`` on are all zero (bit for bit: not
+    -0.0, not NaN) is stored without them (see the module docstring); None: every record whole.
+
+    >>> from features.layout import NodeArrays, init_rows
+    >>> t = NodeArrays.empty(2, mem_dim=3); init_rows(t, np.arange(2))
+    >>> t.mem[:] = [[1.0, 0.0, 0.0], [1.0, 0.0, 2.0]]
+    >>> [record_size(3) - len(v) for v in encode_rows(t, np.arange(2), trim=1)]
+    [8, 0]
+    """
     rec = rows_to_records(table, slots, out)
+    size = rec.dtype.itemsize
     # A void view of itemsize bytes makes tolist() yield one bytes object per record.
-    return rec.view(np.dtype((np.void, rec.dtype.itemsize))).tolist()
+    whole = rec.view(np.dtype((np.void, size)))
+    if trim is None or len(rec) == 0 or not 0 <= trim < table.mem_dim:
+        if trim is not None and not 0 <= trim <= table.mem_dim:
+            raise ValueError(f"trim must be in [0, mem_dim={table.mem_dim}], got {trim}")
+        return whole.tolist()
+    cut = ~rec["mem"][:, trim:].view(np.uint32).any(axis=1)
+    if not cut.any():
+        return whole.tolist()
+    short = size - 4 * (table.mem_dim - trim)
+    part = np.ascontiguousarray(rec.view(np.uint8).reshape(len(rec), size)[:, :short])
+    part[:, 4:8] = np.frombuffer(np.uint32(trim).astype("<u4").tobytes(), np.uint8)  # columns stored
+    if cut.all():
+        return part.view(np.dtype((np.void, short))).ravel().tolist()
+    vals = whole.tolist()
+    at = np.flatnonzero(cut)
+    for i, v in zip(at.tolist(), part[at].view(np.dtype((np.void, short))).ravel().tolist()):
+        vals[i] = v
+    return vals
 
 
 def decode_records(values: Sequence[bytes], mem_dim: int, copy: bool = True) -> np.ndarray:
     """Validate and view encoded records as a structured array (writable if ``copy``).
 
+    Records stored without trailing ``mem`` columns (format v2) come back whole, the
+    omitted columns zero (then the array is always a copy).
     Raises :class:`CorruptRecordError` naming the first bad value: not bytes,
-    wrong length (truncated, or another ``mem_dim``/layout), wrong format version
-    or a header ``mem_dim`` other than ``mem_dim``.
+    wrong length (truncated, or another ``mem_dim``/layout), a format version this
+    build does not read, or a header ``mem_dim`` other than ``mem_dim``.
     """
     dt = record_dtype(mem_dim)
     size = dt.itemsize
+    fixed = size - 4 * mem_dim  # a record without any mem column
     n = len(values)
     try:
         lens = np.fromiter(map(len, values), np.int64, n)
@@ -150,25 +196,56 @@ def decode_records(values: Sequence[bytes], mem_dim: int, copy: bool = True) -> 
     except TypeError:
         i = next(k for k, v in enumerate(values) if not isinstance(v, (bytes, bytearray, memoryview)))
         raise CorruptRecordError(f"record {i} is {type(values[i]).__name__}, not bytes", i) from None
-    bad = np.flatnonzero(lens != size)
+    short = lens != size
+    if short.any():
+        bad = np.flatnonzero(short & ((lens < fixed) | (lens > size) | ((lens - fixed) % 4 != 0)))
+        if bad.size:
+            i = int(bad[0])
+            raise CorruptRecordError(
+                f"record {i} is {int(lens[i])} bytes, expected {size} (format v{FORMAT_VERSION}, "
+                f"mem_dim {mem_dim}; or {fixed} + 4 x the mem columns stored): truncated or written "
+                "with another layout", i)
+        rec = _widen(values, buf, lens, dt)
+    else:
+        rec = np.frombuffer(buf, dt)
+        if copy:
+            rec = rec.copy()
+    bad = np.flatnonzero(~np.isin(rec["version"], READABLE_VERSIONS))
+    if bad.size:
+        i = int(bad[0])
+        raise CorruptRecordError(f"record {i} has format version {int(rec['version'][i])}, this build reads "
+                                 f"versions {list(READABLE_VERSIONS)}", i)
+    if not short.any():
+        bad = np.flatnonzero(rec["mem_dim"] != mem_dim)
+        if bad.size:
+            i = int(bad[0])
+            raise CorruptRecordError(f"record {i} has mem_dim {int(rec['mem_dim'][i])}, expected {mem_dim}", i)
+        return rec
+    stored = (lens - fixed) // 4
+    bad = np.flatnonzero((rec["mem_dim"] != stored) | (short & (rec["version"] < 2)))
     if bad.size:
         i = int(bad[0])
         raise CorruptRecordError(
-            f"record {i} is {int(lens[i])} bytes, expected {size} (format v{FORMAT_VERSION}, "
-            f"mem_dim {mem_dim}): truncated or written with another layout", i)
-    rec = np.frombuffer(buf, dt)
-    if copy:
-        rec = rec.copy()
-    bad = np.flatnonzero(rec["version"] != FORMAT_VERSION)
-    if bad.size:
-        i = int(bad[0])
-        raise CorruptRecordError(
-            f"record {i} has format version {int(rec['version'][i])}, this build reads version {FORMAT_VERSION}", i)
-    bad = np.flatnonzero(rec["mem_dim"] != mem_dim)
-    if bad.size:
-        i = int(bad[0])
-        raise CorruptRecordError(f"record {i} has mem_dim {int(rec['mem_dim'][i])}, expected {mem_dim}", i)
+            f"record {i} says it stores {int(rec['mem_dim'][i])} of {mem_dim} mem columns (format "
+            f"v{int(rec['version'][i])}), its {int(lens[i])} bytes hold {int(stored[i])}: truncated or "
+            "written with another layout", i)
+    rec["mem_dim"] = mem_dim  # whole now
     return rec
+
+
+def _widen(values: Sequence[bytes], buf: bytes, lens: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """Whole records (a new array) from ``values`` of (valid) lengths ``lens``, ``buf`` their join."""
+    out = np.zeros(len(lens), dt)
+    flat = out.view(np.uint8).reshape(len(lens), dt.itemsize)
+    kinds = np.unique(lens).tolist()
+    if len(kinds) == 1:  # the usual case: every record trimmed alike
+        flat[:, : kinds[0]] = np.frombuffer(buf, np.uint8).reshape(len(lens), kinds[0])
+        return out
+    for length in kinds:
+        idx = np.flatnonzero(lens == length)
+        part = b"".join([values[i] for i in idx.tolist()])
+        flat[idx, :length] = np.frombuffer(part, np.uint8).reshape(idx.size, length)
+    return out
 
 
 def decode_rows_into(table: NodeArrays, slots: np.ndarray, values: Sequence[bytes]) -> None:

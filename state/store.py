@@ -47,6 +47,7 @@ from state.gather import gather_lead
 from state.memcache import MemCache
 from state.codecs import (
     FORMAT_VERSION,
+    READABLE_VERSIONS,
     CorruptRecordError,
     decode_count,
     decode_position,
@@ -144,7 +145,8 @@ class GraphStore:
     :meth:`peek_mem` (0: none; see ``state.memcache``). ``mem_cache_width``: leading
     ``mem`` columns that cache keeps (default all): a row is cached only when its other
     columns are zero, as a TGN row is once its pending message is folded in (616 -> 256
-    bytes per node with the default dimensions). ``compression``: block
+    bytes per node with the default dimensions); such a row is also written to RocksDB
+    without those columns (``state.codecs``, format v2: 1,184 -> 824 bytes). ``compression``: block
     compression of the files written from now on, "none" or "lz4" (see
     ``COMPRESSIONS``; files of either kind are read whatever the setting).
     """
@@ -185,6 +187,7 @@ class GraphStore:
         self._rows = RowCache(self.mem_dim, int(cache_capacity), self._load_rows,
                               on_evict=self._keep_mem if self._mem is not None else None)
         self._scratch = np.empty(0, record_dtype(self.mem_dim))  # reused by every commit
+        self._trim = int(mem_cache_width) if mem_cache_width is not None else None
 
     # -- opening ------------------------------------------------------------
 
@@ -202,9 +205,10 @@ class GraphStore:
             wb[META_NEXT_ID] = encode_count(0)
             db.write(wb)
             return 0
-        if decode_count(schema) != FORMAT_VERSION:
-            raise StoreMismatchError(
-                f"store {self.path!r} has record format v{decode_count(schema)}, this build reads v{FORMAT_VERSION}")
+        version = decode_count(schema)
+        if version not in READABLE_VERSIONS:
+            raise StoreMismatchError(f"store {self.path!r} has record format v{version}, this build reads "
+                                     f"v{', v'.join(map(str, READABLE_VERSIONS))}")
         if layout != layout_fingerprint().encode():
             raise StoreMismatchError(
                 f"store {self.path!r} was written with node layout {layout!r}, this build has "
@@ -213,6 +217,9 @@ class GraphStore:
             raise StoreMismatchError(
                 f"store {self.path!r} was created with mem_dim={decode_count(mem_dim)}, opened with "
                 f"mem_dim={self.mem_dim}: use the model the store was built with, or a new store")
+        if version != FORMAT_VERSION:  # its records read as they are; new ones may be v2-only (trimmed)
+            log.info("graph store %s: record format v%d -> v%d", self.path, version, FORMAT_VERSION)
+            db.put(META_SCHEMA, encode_count(FORMAT_VERSION))
         return decode_count(next_id)
 
     def _read_positions(self) -> dict[str, int]:
@@ -439,7 +446,7 @@ class GraphStore:
         if slots.size:
             if len(self._scratch) < slots.size:
                 self._scratch = np.empty(max(slots.size, 2 * len(self._scratch)), self._scratch.dtype)
-            for k, v in zip(node_keys(ids), encode_rows(self._rows.table, slots, self._scratch)):
+            for k, v in zip(node_keys(ids), encode_rows(self._rows.table, slots, self._scratch, self._trim)):
                 wb[k] = v
         self._ids.write_pending(wb)
         for k, v, _, _ in pos:

@@ -13,7 +13,7 @@ import pytest
 from rocksdict import Options, Rdict
 
 from features.layout import Acc, NAN_COLUMNS
-from state.codecs import CorruptRecordError, encode_count, record_size
+from state.codecs import CorruptRecordError, decode_count, encode_count, record_size
 from state.keys import META_LAYOUT, META_SCHEMA, node_key
 from state.store import GraphStore, StoreMismatchError
 
@@ -125,6 +125,42 @@ def test_mismatched_mem_dim_and_layout_are_refused(tmp_path):
     db.close()
     with pytest.raises(StoreMismatchError, match="format v99"):
         GraphStore(path, mem_dim=8)
+
+
+def test_rows_with_a_zero_tail_are_stored_trimmed_and_read_back_whole(tmp_path):
+    path = tmp_path / "s"
+    with GraphStore(path, mem_dim=6, mem_cache_width=2, cache_capacity=2) as st:
+        s = st.slots(st.resolve(["folded", "pending", "negzero"]))
+        st.table.mem[s] = [[1, 2, 0, 0, 0, 0], [3, 4, 0, 0, 5, 0], [6, 7, 0, -0.0, 0, 0]]
+        st.commit()
+    db = Rdict(str(path), Options(raw_mode=True))
+    assert [len(db[node_key(i)]) for i in range(3)] == [record_size(6) - 16, record_size(6), record_size(6)]
+    db.close()
+    for width in (2, None):  # any store reads both kinds
+        with GraphStore(path, create=False, mem_dim=6, mem_cache_width=width, cache_capacity=2) as st:
+            s = st.peek_slots(np.array([0, 1]))
+            got = np.concatenate([st.table.mem[s], st.peek_mem(np.array([2]))])
+            want = np.array([[1, 2, 0, 0, 0, 0], [3, 4, 0, 0, 5, 0], [6, 7, 0, -0.0, 0, 0]], np.float32)
+            assert got.view(np.uint32).tolist() == want.view(np.uint32).tolist()  # -0.0 kept
+
+
+def test_a_v1_store_is_read_and_marked_v2(tmp_path):
+    path = tmp_path / "s"
+    with GraphStore(path, mem_dim=4) as st:
+        s = st.slots(st.resolve(["a"]))
+        st.table.mem[s] = [[1, 0, 0, 0]]
+        st.commit()
+    db = Rdict(str(path), Options(raw_mode=True))  # what the v1 build wrote: schema 1, whole v1 records
+    db[META_SCHEMA] = encode_count(1)
+    db[node_key(0)] = (1).to_bytes(4, "little") + db[node_key(0)][4:]
+    db.close()
+    with GraphStore(path, create=False, mem_dim=4, mem_cache_width=1) as st:
+        assert st.peek_mem(np.array([0])).tolist() == [[1.0, 0.0, 0.0, 0.0]]
+        st.slots(np.array([0]))
+        st.commit()  # now written trimmed: a v1 build must not open this store any more
+    db = Rdict(str(path), Options(raw_mode=True))
+    assert decode_count(db[META_SCHEMA]) == 2 and len(db[node_key(0)]) == record_size(4) - 12
+    db.close()
 
 
 def test_opening_errors(tmp_path):
