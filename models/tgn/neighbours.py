@@ -25,6 +25,11 @@ import numpy as np
 from numba import njit
 
 from features.layout import RING, NodeArrays
+from features.prefetch import prefetch
+
+#: Queries ahead whose ring rows are prefetched (the rows are random in a table that may
+#: be far larger than the CPU caches).
+_AHEAD = 8
 
 
 @dataclass
@@ -44,7 +49,17 @@ def _select_recent(ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, slots, ts, ids
     """Fill row q of the outputs with the newest ring entries of ``slots[q]`` older than ``ts[q]``."""
     k = ids.shape[1]
     ring = ring_nbr.shape[1]
-    for q in range(slots.shape[0]):
+    nq = slots.shape[0]
+    for q in range(nq):
+        if q + _AHEAD < nq:
+            a = slots[q + _AHEAD]
+            prefetch(ring_n, a, 0)
+            prefetch(ring_nbr, a, 0)
+            prefetch(ring_nbr, a, ring - 1)
+            prefetch(ring_ts, a, 0)
+            prefetch(ring_ts, a, ring - 1)
+            prefetch(ring_amt, a, 0)
+            prefetch(ring_dir, a, 0)
         s = slots[q]
         n = ring_n[s]
         got = 0
