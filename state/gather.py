@@ -52,3 +52,26 @@ def gather_lead(mem: np.ndarray, slots: np.ndarray, width: int, flag: int, lead:
             flagged[nf] = i
             nf += 1
     return nf
+
+
+@njit(cache=True, nogil=True)
+def gather_words(src: np.ndarray, slots: np.ndarray, dst: np.ndarray, offset: int) -> None:
+    """``dst[i, offset:offset + w] = src[slots[i]]`` for ``src`` [rows, w] and ``dst``
+    [len(slots), >= offset + w] of one word type (uint32 for records, see
+    ``state.codecs.rows_to_records``): one array's rows copied into records, prefetching
+    every cache line of the row ``AHEAD`` positions on. The caller checks bounds.
+
+    >>> dst = np.zeros((2, 3), np.uint32)
+    >>> gather_words(np.array([[1, 2], [3, 4]], np.uint32), np.array([1, 0]), dst, 1)
+    >>> dst.tolist()
+    [[0, 3, 4], [0, 1, 2]]
+    """
+    n = slots.shape[0]
+    w = src.shape[1]
+    for i in range(n):
+        if i + AHEAD < n:
+            a = slots[i + AHEAD]
+            for j in range(0, w, 16):
+                prefetch(src, a, j)
+            prefetch(src, a, w - 1)
+        dst[i, offset:offset + w] = src[slots[i], :]
