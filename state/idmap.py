@@ -7,19 +7,20 @@ since the last commit are *pending*: they live in memory only until
 :meth:`IdMap.write_pending` puts them into the commit's ``WriteBatch``, so a
 crash before the commit forgets them together with the rows that used them.
 
-The cache is trimmed first-in first-out (the oldest quarter at a time): cheaper
-than LRU bookkeeping on every hit, and a hot entity dropped by mistake costs a
-single RocksDB read to come back.
+The cache (``state.idcache``: flat arrays searched by compiled code, not a dict)
+is trimmed first-in first-out (down to three quarters of its capacity at a time):
+cheaper than LRU bookkeeping on every hit, and a hot entity dropped by mistake
+costs a single RocksDB read to come back.
 """
 
 from __future__ import annotations
 
-from itertools import islice, repeat
 from typing import Sequence
 
 import numpy as np
 from rocksdict import Rdict, WriteBatch
 
+from state.idcache import IdCache
 from state.codecs import CorruptRecordError, decode_ext, decode_ids, encode_count
 from state.keys import EXT, META_NEXT_ID, ext_key, int_keys
 
@@ -34,8 +35,7 @@ class IdMap:
         self._committed = int(next_id)  # ids below this are in RocksDB
         self._pending: dict[str, int] = {}
         self._pending_list: list[str] = []  # pending external ids, by internal id - committed
-        self._cache: dict[str, int] = {}
-        self._cache_capacity = int(cache_capacity)
+        self._cache = IdCache(int(cache_capacity))
 
     @property
     def next_id(self) -> int:
@@ -55,13 +55,7 @@ class IdMap:
         """Internal ids of ``ext_ids`` (int64), creating ids for unseen entities."""
         if isinstance(ext_ids, (str, bytes)):
             raise ValueError("resolve expects a sequence of external ids, got a single string")
-        n = len(ext_ids)
-        get = self._cache.get
-        try:
-            out = np.fromiter(map(get, ext_ids, repeat(-1, n)), np.int64, n)
-        except TypeError:
-            bad = next((e for e in ext_ids if not isinstance(e, str)), None)
-            raise ValueError(f"external ids must be non-empty str, got {type(bad).__name__} {bad!r}") from None
+        out = self._cache.get(ext_ids)  # ValueError for a non-str
         miss = np.flatnonzero(out < 0)
         if miss.size:
             names = [ext_ids[i] for i in miss.tolist()]
@@ -97,12 +91,7 @@ class IdMap:
                     self._pending[u] = i
                     self._pending_list.append(u)
                     found[u] = i
-        cache = self._cache
-        cache.update(found)
-        if len(cache) > self._cache_capacity:
-            drop = len(cache) - (3 * self._cache_capacity) // 4
-            for k in list(islice(cache, drop)):
-                del cache[k]
+        self._cache.put(list(found), np.fromiter(found.values(), np.int64, len(found)))
         return found
 
     def check_ids(self, ids: np.ndarray) -> np.ndarray:

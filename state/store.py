@@ -136,7 +136,7 @@ class GraphStore:
     kept in memory (more only while rows are dirty). ``create``: create the store
     if missing, else raise :class:`FileNotFoundError`. ``id_cache_capacity``:
     external ids kept in memory (default: the larger of ``cache_capacity`` and
-    ``mem_cache_capacity``; an id costs about 130 bytes of memory against a row's 1,184, and
+    ``mem_cache_capacity``; an id costs 48-64 bytes plus its UTF-8 bytes (``state.idcache``), and
     an event end whose id is cached but whose row is not costs one RocksDB read, not two). ``sync``: fsync the
     write-ahead log at every commit (survives power loss, not only process death).
     ``block_cache_mb``: RocksDB's cache of uncompressed blocks, for rows and ids
