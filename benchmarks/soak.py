@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                          else round(slot_map_bytes(store) / 2**20, 2)),
                          "ev_per_s": round((n_events - last_events) / max(now - last_t, 1e-9), 1),
                          "mem_cache_mb": round(cs.get("mem_cache_bytes", 0) / 2**20, 2),
+                         "id_cache_ids": cs["id_cache_ids"], "id_cache_mb": round(cs["id_cache_bytes"] / 2**20, 2),
                          **{f"rocksdb_{k}_mb": round(v / 2**20, 2) for k, v in store.rocksdb_memory.items()}}
                     samples.append(s)
                     if not a.quiet:
@@ -262,9 +263,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     half = t >= t[-1] / 2
     per_min = slope(t[half] / 60.0, rss[half])
     per_mnode = slope(nd[half] / 1e6, rss[half])
-    # what is left once the bounded pools (RocksDB's block cache and memtables, the memory cache) are taken out
+    # what is left once the bounded pools (RocksDB's block cache and memtables, the memory and id caches) are
+    # taken out
     rest = rss - np.array([s.get("rocksdb_block_cache_mb", 0.0) + s.get("rocksdb_memtables_mb", 0.0)
-                           + s.get("mem_cache_mb", 0.0) for s in samples])
+                           + s.get("mem_cache_mb", 0.0) + s.get("id_cache_mb", 0.0) for s in samples])
     result = {
         "benchmark": "memory_soak_embedded",
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
@@ -293,6 +295,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "resident_rows_end": final_cache["resident"], "evicted_rows": final_cache["evicted"],
                               "node_table_mb_end": round(tb / 2**20, 2),
                               "mem_cache_mb_end": samples[-1].get("mem_cache_mb") if samples else None,
+                              "id_cache_ids_end": final_cache["id_cache_ids"],
+                              "id_cache_mb_end": round(final_cache["id_cache_bytes"] / 2**20, 2),
                               "block_cache_mb": a.block_cache_mb},
         "grows_by_design": {"slot_map_mb_end": None if sm is None else round(sm / 2**20, 2),
                             "note": "state.cache: dense int32 id -> slot map, 4 bytes per entity ever seen "

@@ -43,6 +43,11 @@ class IdMap:
         return self._committed + len(self._pending_list)
 
     @property
+    def cache_stats(self) -> tuple[int, int]:
+        """(ids cached, bytes the cache's arrays hold)."""
+        return len(self._cache), self._cache.nbytes
+
+    @property
     def n_pending(self) -> int:
         return len(self._pending_list)
 

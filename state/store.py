@@ -471,10 +471,12 @@ class GraphStore:
 
     @property
     def cache_stats(self) -> dict[str, int]:
-        """Row cache counters: capacity (configured), rows (allocated), resident, dirty, evicted."""
+        """Row cache counters: capacity (configured), rows (allocated), resident, dirty, evicted;
+        the id cache's ids and bytes; the memory cache's rows, hits, misses and bytes (if any)."""
         r = self._rows
+        ids, id_bytes = self._ids.cache_stats
         out = {"capacity": r.capacity, "rows": r.table.capacity, "resident": r.n_resident,
-               "dirty": self.n_dirty, "evicted": r.n_evicted}
+               "dirty": self.n_dirty, "evicted": r.n_evicted, "id_cache_ids": ids, "id_cache_bytes": id_bytes}
         if self._mem is not None:
             m = self._mem
             out.update(mem_cache_rows=len(m), mem_cache_hits=m.hits, mem_cache_misses=m.misses,

@@ -68,3 +68,6 @@ def test_soak_with_the_tgn_reports_bounded_pools(tmp_path) -> None:
     r = json.loads(out.read_text())
     assert r["events"] > 0 and r["config"]["tgn"] is True
     assert r["bounded_by_design"]["resident_rows_end"] <= r["bounded_by_design"]["cache_capacity_rows"]
+    # the id cache holds ids up to the larger of the row and memory caches, and reports its arrays
+    assert 0 < r["bounded_by_design"]["id_cache_ids_end"] <= max(20000, r["config"]["cache_capacity"])
+    assert r["bounded_by_design"]["id_cache_mb_end"] > 0
