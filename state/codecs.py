@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -170,13 +170,13 @@ def encode_rows(table: NodeArrays, slots: np.ndarray, out: np.ndarray | None = N
     >>> [record_size(3) - len(v) for v in encode_rows(t, np.arange(2), trim=1)]
     [8, 0]
     """
+    if trim is not None and not 0 <= trim <= table.mem_dim:
+        raise ValueError(f"trim must be in [0, mem_dim={table.mem_dim}], got {trim}")
     rec = rows_to_records(table, slots, out)
     size = rec.dtype.itemsize
     # A void view of itemsize bytes makes tolist() yield one bytes object per record.
     whole = rec.view(np.dtype((np.void, size)))
-    if trim is None or len(rec) == 0 or not 0 <= trim < table.mem_dim:
-        if trim is not None and not 0 <= trim <= table.mem_dim:
-            raise ValueError(f"trim must be in [0, mem_dim={table.mem_dim}], got {trim}")
+    if trim is None or trim == table.mem_dim or len(rec) == 0:
         return whole.tolist()
     cut = ~rec["mem"][:, trim:].view(np.uint32).any(axis=1)
     if not cut.any():
@@ -214,39 +214,36 @@ def decode_records(values: Sequence[bytes], mem_dim: int, copy: bool = True) -> 
         raise CorruptRecordError(f"record {i} is {type(values[i]).__name__}, not bytes", i) from None
     short = lens != size
     if short.any():
-        bad = np.flatnonzero(short & ((lens < fixed) | (lens > size) | ((lens - fixed) % 4 != 0)))
-        if bad.size:
-            i = int(bad[0])
-            raise CorruptRecordError(
-                f"record {i} is {int(lens[i])} bytes, expected {size} (format v{FORMAT_VERSION}, "
-                f"mem_dim {mem_dim}; or {fixed} + 4 x the mem columns stored): truncated or written "
-                "with another layout", i)
+        _reject_first(short & ((lens < fixed) | (lens > size) | ((lens - fixed) % 4 != 0)), lambda i: (
+            f"record {i} is {int(lens[i])} bytes, expected {size} (format v{FORMAT_VERSION}, "
+            f"mem_dim {mem_dim}; or {fixed} + 4 x the mem columns stored): truncated or written "
+            "with another layout"))
         rec = _widen(values, buf, lens, dt)
     else:
         rec = np.frombuffer(buf, dt)
         if copy:
             rec = rec.copy()
-    bad = np.flatnonzero(~np.isin(rec["version"], READABLE_VERSIONS))
-    if bad.size:
-        i = int(bad[0])
-        raise CorruptRecordError(f"record {i} has format version {int(rec['version'][i])}, this build reads "
-                                 f"versions {list(READABLE_VERSIONS)}", i)
+    _reject_first(~np.isin(rec["version"], READABLE_VERSIONS), lambda i: (
+        f"record {i} has format version {int(rec['version'][i])}, this build reads versions "
+        f"{list(READABLE_VERSIONS)}"))
     if not short.any():
-        bad = np.flatnonzero(rec["mem_dim"] != mem_dim)
-        if bad.size:
-            i = int(bad[0])
-            raise CorruptRecordError(f"record {i} has mem_dim {int(rec['mem_dim'][i])}, expected {mem_dim}", i)
+        _reject_first(rec["mem_dim"] != mem_dim,
+                      lambda i: f"record {i} has mem_dim {int(rec['mem_dim'][i])}, expected {mem_dim}")
         return rec
     stored = (lens - fixed) // 4
-    bad = np.flatnonzero((rec["mem_dim"] != stored) | (short & (rec["version"] < 2)))
-    if bad.size:
-        i = int(bad[0])
-        raise CorruptRecordError(
-            f"record {i} says it stores {int(rec['mem_dim'][i])} of {mem_dim} mem columns (format "
-            f"v{int(rec['version'][i])}), its {int(lens[i])} bytes hold {int(stored[i])}: truncated or "
-            "written with another layout", i)
+    _reject_first((rec["mem_dim"] != stored) | (short & (rec["version"] < 2)), lambda i: (
+        f"record {i} says it stores {int(rec['mem_dim'][i])} of {mem_dim} mem columns (format "
+        f"v{int(rec['version'][i])}), its {int(lens[i])} bytes hold {int(stored[i])}: truncated or "
+        "written with another layout"))
     rec["mem_dim"] = mem_dim  # whole now
     return rec
+
+
+def _reject_first(bad: np.ndarray, why: Callable[[int], str]) -> None:
+    """Raise :class:`CorruptRecordError` for the first record flagged in ``bad``; ``why(i)`` says why."""
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise CorruptRecordError(why(i), i)
 
 
 def _widen(values: Sequence[bytes], buf: bytes, lens: np.ndarray, dt: np.dtype) -> np.ndarray:

@@ -81,8 +81,7 @@ def _lookup(buf, starts, lens, table, hashes, a_starts, a_lens, arena, values, o
     n = starts.shape[0]
     mask = table.shape[0] - 1
     h = np.empty(n, np.int64)
-    for i in range(n):
-        h[i] = _hash(buf, starts[i], lens[i])
+    _hash_all(buf, starts, lens, h)
     for i in range(n):
         if i + _AHEAD < n:
             prefetch(table, np.int64(h[i + _AHEAD]) & mask, 0)
