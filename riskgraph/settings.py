@@ -56,6 +56,7 @@ class Settings:
     cache_capacity: int = 1_000_000  # node rows kept hot in memory (1,184 bytes each with the default TGN)
     store_compression: str = "none"  # RocksDB block compression: "none" (faster random reads) or "lz4" (~27 % less disk)
     mem_cache_capacity: int = 1_000_000  # TGN memories of nodes outside the row cache, for neighbour reads (256 bytes each with a 64-float memory; filled on demand)
+    pin_scoring_cpu: int = -1  # >= 0: scoring thread on this CPU, RocksDB's background threads on the others (Linux; one CPU per worker)
     commit_every: int = 10  # micro-batches per RocksDB commit; a crash replays at most this many
     max_event_bytes: int = 16 * 1024
     learn: bool = True  # detectors keep learning from the stream
@@ -77,6 +78,11 @@ class Settings:
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def scoring_cpu(self) -> int | None:
+        """``pin_scoring_cpu`` as ``GraphStore(pin_scoring_cpu=)`` takes it: None when off (< 0)."""
+        return self.pin_scoring_cpu if self.pin_scoring_cpu >= 0 else None
 
     @property
     def bootstrap_servers(self) -> list[str]:

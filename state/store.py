@@ -42,6 +42,7 @@ from rocksdict import (
 )
 
 from features.layout import NodeArrays, init_rows
+from state.affinity import ThreadPinner
 from state.cache import RowCache
 from state.gather import gather_lead
 from state.memcache import MemCache
@@ -148,13 +149,15 @@ class GraphStore:
     bytes per node with the default dimensions); such a row is also written to RocksDB
     without those columns (``state.codecs``, format v2: 1,184 -> 824 bytes). ``compression``: block
     compression of the files written from now on, "none" or "lz4" (see
-    ``COMPRESSIONS``; files of either kind are read whatever the setting).
+    ``COMPRESSIONS``; files of either kind are read whatever the setting). ``pin_scoring_cpu``:
+    pin the thread that opens the store and commits to this CPU and RocksDB's background
+    threads to the process's other CPUs (``state.affinity``; None: no pinning, the default).
     """
 
     def __init__(self, path: str | os.PathLike, *, mem_dim: int = 0, cache_capacity: int = 1_000_000,
                  create: bool = True, id_cache_capacity: int | None = None, sync: bool = False,
                  block_cache_mb: int = 256, mem_cache_capacity: int = 0, compression: str = "none",
-                 mem_cache_width: int | None = None) -> None:
+                 mem_cache_width: int | None = None, pin_scoring_cpu: int | None = None) -> None:
         if isinstance(mem_dim, bool) or not isinstance(mem_dim, (int, np.integer)) or mem_dim < 0:
             raise ValueError(f"mem_dim must be an int >= 0, got {mem_dim!r}")
         if isinstance(cache_capacity, bool) or not isinstance(cache_capacity, (int, np.integer)) or cache_capacity < 1:
@@ -188,6 +191,15 @@ class GraphStore:
                               on_evict=self._keep_mem if self._mem is not None else None)
         self._scratch = np.empty(0, record_dtype(self.mem_dim))  # reused by every commit
         self._trim = int(mem_cache_width) if mem_cache_width is not None else None
+        # last, with the store open: a CPU the process may not use closes it again and raises
+        self._pinner: ThreadPinner | None = None
+        if pin_scoring_cpu is not None:
+            try:
+                self._pinner = ThreadPinner(pin_scoring_cpu)
+            except BaseException:
+                self._db.close()
+                self._db = None
+                raise
 
     # -- opening ------------------------------------------------------------
 
@@ -455,6 +467,8 @@ class GraphStore:
             wb[k] = v
         if len(wb):
             db.write(wb, self._write_opts)
+            if self._pinner is not None:  # RocksDB starts flush and compaction threads lazily
+                self._pinner.refresh()
         # only now that RocksDB has the batch: on a failed write everything stays pending
         self._rows.clear_dirty()
         self._ids.mark_committed()
@@ -468,6 +482,11 @@ class GraphStore:
     def blob(self, name: str) -> bytes | None:
         """The committed blob ``name``, or None."""
         return self._check_open().get(blob_key(name))
+
+    @property
+    def pinning(self) -> dict[str, object] | None:
+        """Which CPU the scoring thread and which RocksDB's threads are pinned to (None: not pinned)."""
+        return self._pinner.describe() if self._pinner is not None else None
 
     @property
     def cache_stats(self) -> dict[str, int]:
@@ -607,6 +626,9 @@ class GraphStore:
                         self.path, n_dirty, n_new)
         self._db.close()
         self._db = None
+        if self._pinner is not None:
+            self._pinner.release()
+            self._pinner = None
 
     def __enter__(self) -> "GraphStore":
         return self
