@@ -37,7 +37,9 @@ cache holds the larger of the row and memory caches' capacities (``GraphStore``)
 neighbours are only read: their memory comes from the row cache, else the memory cache
 (``--mem-cache-capacity``, default 1,000,000 nodes, ``state.memcache``), else RocksDB;
 ``--mem-cache-capacity 0`` loads them as full rows, as before that cache existed.
-After the rounds each store is compacted; bytes per node = directory size / N
+``--pin-scoring-cpu C`` runs the measure steps with the scoring thread pinned to CPU C and
+RocksDB's flush and compaction threads to the other CPUs (``state.affinity``; off by default,
+as in the product). After the rounds each store is compacted; bytes per node = directory size / N
 (records, id map both ways, metadata), next to the codec's record size.
 
 Run: ``.venv/bin/python benchmarks/bench_tgn_scale.py [--quick] [--out FILE]`` (JSON printed
@@ -286,7 +288,8 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
     model = make_model(seed, tgn=True)
     with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=c["cache_capacity"], create=False,
                     block_cache_mb=c["block_cache_mb"], mem_cache_capacity=c["mem_cache_capacity"],
-                    compression=c.get("compression", "none"), mem_cache_width=model.mem_cache_width) as store:
+                    compression=c.get("compression", "none"), mem_cache_width=model.mem_cache_width,
+                    pin_scoring_cpu=c.get("pin_scoring_cpu")) as store:
         assert store.node_count == n
         eng = Engine(store, model, commit_every=c["commit_every"])
         first = store.positions()[POS]
@@ -321,7 +324,7 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
             "ring_entries_mean": float(fill.mean()),
             "readable_neighbours_mean": float(np.minimum(fill, TGN_DIMS["k"]).mean()),
             "rss_mb_child_start": rss0, "rss_mb_after_warmup": rss_warm, "rss_mb_end": rss_mb(),
-            "peak_rss_mb": peak_rss_mb(), "model_version": model.version,
+            "peak_rss_mb": peak_rss_mb(), "model_version": model.version, "pinning": store.pinning,
         }
     return out
 
@@ -409,6 +412,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--dist", choices=("uniform", "zipf"), default="uniform")
     p.add_argument("--zipf-a", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--pin-scoring-cpu", type=int, default=None,
+                   help="measure steps pin the scoring thread to this CPU and RocksDB's threads to the others "
+                        "(GraphStore(pin_scoring_cpu=), RISKGRAPH_PIN_SCORING_CPU; default: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=None, help="where the stores go (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the stores")
@@ -438,6 +444,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "remove them or choose another --workdir")
     base = {"seed": a.seed, "cache_capacity": a.cache_capacity, "block_cache_mb": a.block_cache_mb,
             "mem_cache_capacity": a.mem_cache_capacity, "compression": a.compression,
+            "pin_scoring_cpu": a.pin_scoring_cpu,
             "batch": a.batch, "commit_every": a.commit_every, "threads": a.threads, "dist": a.dist,
             "zipf_a": a.zipf_a, "touches": a.prepop_touches, "build_batch": a.build_batch,
             "warmup": a.warmup, "events": per_round, "prefill": a.prefill}
@@ -494,6 +501,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "rss_mb_end": round(max(x["rss_mb_end"] for x in rs), 1),
             "peak_rss_mb": round(max(x["peak_rss_mb"] for x in rs), 1),
             "rss_mb_child_start": round(min(x["rss_mb_child_start"] for x in rs), 1),
+            "pinning": rs[-1]["pinning"],
             "disk_bytes_per_node": disk[n]["dir_bytes"] / n,
             "sst_bytes_per_node": disk[n]["sst_bytes"] / n,
             "disk_bytes_per_node_before_compaction": disk[n]["dir_bytes_before"] / n,

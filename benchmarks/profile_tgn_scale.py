@@ -17,8 +17,8 @@ Two switches test what slows the scoring thread at 10^6 nodes:
   a run with and without it on the same store shows what the compaction thread costs the
   scoring thread.
 * ``--rocks SETTER=VALUE``: any other rocksdict ``Options`` setter for the run.
-* ``--pin``: when the timed events start, the scoring thread is pinned to CPU 0 and
-  RocksDB's background threads (thread names ``rocksdb:*``) to the other CPUs.
+* ``--pin C``: the scoring thread on CPU C, RocksDB's background threads on the other CPUs
+  (``GraphStore(pin_scoring_cpu=C)``, ``state.affinity``; as ``bench_tgn_scale.py --pin-scoring-cpu``).
 
 RocksDB's own counters for the timed window (bytes flushed and compacted, compaction CPU
 seconds) come from ``rocksdb.stats``.
@@ -28,7 +28,7 @@ Run (build a kept store once, then profile a size as often as needed)::
     .venv/bin/python benchmarks/bench_tgn_scale.py --sizes 10000,1000000 --rounds 1 \\
         --events 50000 --keep --workdir /tmp/tgn-scale --out /tmp/tgn-scale/build.json
     .venv/bin/python benchmarks/profile_tgn_scale.py --store /tmp/tgn-scale/n1000000 \\
-        --events 100000 [--no-compactions] [--pin] [--out FILE]
+        --events 100000 [--no-compactions] [--pin 0] [--out FILE]
 
 JSON is printed (and written to ``--out`` when given).
 """
@@ -44,7 +44,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from typing import Any, Callable
@@ -116,31 +115,6 @@ def install(timers: Timers, specs: tuple[str, ...] = TIMED) -> None:
                     setattr(mod, name, new)
 
 
-#: the CPUs this process may use, read before any pinning narrows them
-_CPUS = sorted(os.sched_getaffinity(0))
-
-
-def pin_threads() -> dict[str, Any]:
-    """Scoring (this) thread to the first CPU, RocksDB's background threads to the others
-    (called again, it pins threads started since)."""
-    cpus = _CPUS
-    if len(cpus) < 2:
-        return {"pinned": False, "why": "one CPU"}
-    me = threading.get_native_id()
-    os.sched_setaffinity(me, {cpus[0]})
-    rocks = []
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            continue
-        if comm.startswith("rocksdb"):
-            os.sched_setaffinity(int(tid), set(cpus[1:]))
-            rocks.append(comm)
-    return {"pinned": True, "scoring_cpu": cpus[0], "rocksdb_cpus": cpus[1:], "rocksdb_threads": sorted(rocks)}
-
-
 _CUM = re.compile(r"Cumulative compaction: ([\d.]+) GB write, [\d.]+ MB/s write, ([\d.]+) GB read, "
                   r"[\d.]+ MB/s read, ([\d.]+) seconds")
 _FLUSH = re.compile(r"Flush\(GB\): cumulative ([\d.]+)")
@@ -183,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rocks", action="append", default=[], metavar="SETTER=VALUE",
                    help="an extra rocksdict Options setter for the run, e.g. "
                         "set_use_direct_io_for_flush_and_compaction=true (value read as JSON; repeatable)")
-    p.add_argument("--pin", action="store_true", help="pin scoring and RocksDB threads apart when timing starts")
+    p.add_argument("--pin", type=int, default=None, metavar="CPU",
+                   help="pin the scoring thread to CPU and RocksDB's threads to the others")
     p.add_argument("--copy-to", default=None, help="where the store's working copy goes (removed after)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
@@ -223,8 +198,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def stream(eng: Any, evs: list, batch: int, first: int) -> dict[str, Any]:
         # the last call is the timed one: every call starts a fresh window
         window.clear()
-        if a.pin:
-            window["pin"] = pin_threads()
         db = eng.store._db
         before = rocks_counters(db)
         timers.reset()
@@ -241,7 +214,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     conf = {"step": "measure", "n": n, "round": a.round, "dir": copy, "seed": 0,
             "cache_capacity": 1_000_000, "block_cache_mb": 256, "mem_cache_capacity": 1_000_000,
             "compression": "none", "batch": 1000, "commit_every": 1, "threads": 1, "dist": "uniform",
-            "zipf_a": 1.0, "warmup": a.warmup, "events": a.events, "prefill": True}
+            "zipf_a": 1.0, "warmup": a.warmup, "events": a.events, "prefill": True,
+            "pin_scoring_cpu": a.pin}
     try:
         res = bench.child_measure(conf)
     finally:
@@ -249,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ev = window["events"]
     result = {
         "benchmark": "tgn_scale_profile",
-        "nodes": n, "events": ev, "no_compactions": a.no_compactions, "rocks": a.rocks, "pin": window.get("pin"),
+        "nodes": n, "events": ev, "no_compactions": a.no_compactions, "rocks": a.rocks, "pinning": res["pinning"],
         "events_per_s": round(res["events_per_s"], 1),
         "events_per_cpu_s": round(res["events_per_cpu_s"], 1),
         "batch_ms_p50": round(res["batch_ms_p50"], 2), "batch_ms_p99": round(res["batch_ms_p99"], 2),

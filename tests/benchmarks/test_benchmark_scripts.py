@@ -61,6 +61,32 @@ def test_bench_tgn_scale_quick_writes_json_and_plot(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_profile_tgn_scale_times_the_window_on_a_copy_of_a_kept_store(tmp_path) -> None:
+    import os
+
+    work = tmp_path / "w"
+    run_script("bench_tgn_scale.py", "--sizes", "2000", "--rounds", "1", "--events", "3000", "--warmup", "1000",
+               "--cache-capacity", "5000", "--prepop-touches", "4", "--keep", "--workdir", str(work),
+               "--out", str(tmp_path / "build.json"))
+    store = work / "n2000"
+    before = sorted(p.name for p in store.iterdir())
+    pin = ["--pin", str(min(os.sched_getaffinity(0)))] if len(os.sched_getaffinity(0)) >= 2 else []
+    out = tmp_path / "profile.json"
+    run_script("profile_tgn_scale.py", "--store", str(store), "--events", "3000", "--warmup", "1000",
+               "--no-compactions", *pin, "--out", str(out))
+    r = json.loads(out.read_text())
+    assert r["nodes"] == 2000 and r["events"] == 3000 and positive(r["events_per_s"])
+    us = r["timed_us_per_event"]
+    assert positive(us["TGN.embed"]) and positive(us["GraphStore.commit"])
+    assert us["TGNRuntime.forward"] >= us["TGN.embed"]  # inclusive times
+    assert r["timed_calls"]["TGNRuntime.forward"] == 3  # the timed window only: 3 batches of 1,000
+    assert r["rocksdb_during_timed_events"]["write_gb"] >= 0
+    assert (r["pinning"] is not None) == bool(pin)
+    assert sorted(p.name for p in store.iterdir()) == before  # it worked on a copy
+    assert not [p for p in work.iterdir() if p.name.startswith("profile-")]  # and removed it
+
+
+@pytest.mark.slow
 def test_soak_with_the_tgn_reports_bounded_pools(tmp_path) -> None:
     out = tmp_path / "soak.json"
     run_script("soak.py", "--minutes", "0.1", "--tgn", "--mem-cache-capacity", "20000", "--quiet",
