@@ -458,8 +458,14 @@ class GraphStore:
         if slots.size:
             if len(self._scratch) < slots.size:
                 self._scratch = np.empty(max(slots.size, 2 * len(self._scratch)), self._scratch.dtype)
-            for k, v in zip(node_keys(ids), encode_rows(self._rows.table, slots, self._scratch, self._trim)):
-                wb[k] = v
+            # rows are gathered in slot order (``dirty()``: sequential reads of the table) but
+            # written in key order: RocksDB inserts a batch's keys into the memtable's skiplist
+            # one after the other, and an insert next to the previous one finds its place
+            # from there instead of searching from the top (a memory miss per level)
+            vals = encode_rows(self._rows.table, slots, self._scratch, self._trim)
+            keys = node_keys(ids)
+            for i in np.argsort(ids, kind="stable").tolist():
+                wb[keys[i]] = vals[i]
         self._ids.write_pending(wb)
         for k, v, _, _ in pos:
             wb[k] = v

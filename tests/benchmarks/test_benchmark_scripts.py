@@ -86,6 +86,15 @@ def test_profile_tgn_scale_times_the_window_on_a_copy_of_a_kept_store(tmp_path) 
     assert not [p for p in work.iterdir() if p.name.startswith("profile-")]  # and removed it
 
 
+def test_bench_store_write_order_times_every_mode(tmp_path) -> None:
+    out = tmp_path / "order.json"
+    run_script("bench_store_write_order.py", "--nodes", "3000", "--batches", "4", "--batch", "200", "--out", str(out))
+    r = json.loads(out.read_text())["sizes"]["3000"]
+    assert set(r) == {"random", "sorted", "sorted+hint"}
+    assert all(positive(m["us_per_put_median"]) and m["batches"] == 4 for m in r.values())
+    assert r["random"]["ratio_vs_random"] == 1.0
+
+
 @pytest.mark.slow
 def test_soak_with_the_tgn_reports_bounded_pools(tmp_path) -> None:
     out = tmp_path / "soak.json"
