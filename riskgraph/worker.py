@@ -45,7 +45,8 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
         worker = Worker(settings, engine, metrics, model_loader=load_model)
         print(f"riskgraph worker: model {model.version}, state {settings.state_dir}, "
               f"broker {settings.broker}, topics {settings.events_topic} -> {settings.alerts_topic} "
-              f"(dead letters: {settings.dlq_topic}), metrics :{settings.metrics_port or 'off'}",
+              f"(dead letters: {settings.dlq_topic}), metrics :{settings.metrics_port or 'off'}"
+              + (f", scoring thread on CPU {settings.scoring_cpu}" if store.pinning else ""),
               file=sys.stderr, flush=True)
         quiet_gc()
         faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
