@@ -455,6 +455,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             log(f"build N={n:,} in {work}")
             builds[n] = run_child("build", {**base, "n": n, "dir": os.path.join(work, f"n{n}")})
             log(f"build N={n:,} done in {builds[n]['seconds']:.0f}s")
+        # the builds leave ~1 GB of dirty page cache at 10^6 nodes: write it back before any
+        # timing, not during the first round (two runs on 2026-12-02 had their first 10^4
+        # round a fifth slower than the others, 22-23k against 27-30k events/s; probably this)
+        os.sync()
         for r in range(a.rounds):
             order = sizes if r % 2 == 0 else sizes[::-1]
             for n in order:
