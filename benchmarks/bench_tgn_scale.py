@@ -289,7 +289,7 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
     with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=c["cache_capacity"], create=False,
                     block_cache_mb=c["block_cache_mb"], mem_cache_capacity=c["mem_cache_capacity"],
                     compression=c.get("compression", "none"), mem_cache_width=model.mem_cache_width,
-                    pin_scoring_cpu=c.get("pin_scoring_cpu")) as store:
+                    pin_scoring_cpu=c.get("pin_scoring_cpu"), direct_io=c.get("direct_io", "auto")) as store:
         assert store.node_count == n
         eng = Engine(store, model, commit_every=c["commit_every"])
         first = store.positions()[POS]
@@ -325,6 +325,7 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
             "readable_neighbours_mean": float(np.minimum(fill, TGN_DIMS["k"]).mean()),
             "rss_mb_child_start": rss0, "rss_mb_after_warmup": rss_warm, "rss_mb_end": rss_mb(),
             "peak_rss_mb": peak_rss_mb(), "model_version": model.version, "pinning": store.pinning,
+            "direct_io": store.direct_io,
         }
     return out
 
@@ -412,6 +413,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--dist", choices=("uniform", "zipf"), default="uniform")
     p.add_argument("--zipf-a", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--direct-io", choices=("auto", "on", "off"), default="auto",
+                   help="GraphStore(direct_io=) of the measure steps (RISKGRAPH_STORE_DIRECT_IO; default auto)")
     p.add_argument("--pin-scoring-cpu", type=int, default=None,
                    help="measure steps pin the scoring thread to this CPU and RocksDB's threads to the others "
                         "(GraphStore(pin_scoring_cpu=), RISKGRAPH_PIN_SCORING_CPU; default: off)")
@@ -444,7 +447,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "remove them or choose another --workdir")
     base = {"seed": a.seed, "cache_capacity": a.cache_capacity, "block_cache_mb": a.block_cache_mb,
             "mem_cache_capacity": a.mem_cache_capacity, "compression": a.compression,
-            "pin_scoring_cpu": a.pin_scoring_cpu,
+            "pin_scoring_cpu": a.pin_scoring_cpu, "direct_io": a.direct_io,
             "batch": a.batch, "commit_every": a.commit_every, "threads": a.threads, "dist": a.dist,
             "zipf_a": a.zipf_a, "touches": a.prepop_touches, "build_batch": a.build_batch,
             "warmup": a.warmup, "events": per_round, "prefill": a.prefill}
@@ -505,7 +508,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "rss_mb_end": round(max(x["rss_mb_end"] for x in rs), 1),
             "peak_rss_mb": round(max(x["peak_rss_mb"] for x in rs), 1),
             "rss_mb_child_start": round(min(x["rss_mb_child_start"] for x in rs), 1),
-            "pinning": rs[-1]["pinning"],
+            "pinning": rs[-1]["pinning"], "direct_io": rs[-1]["direct_io"],
             "disk_bytes_per_node": disk[n]["dir_bytes"] / n,
             "sst_bytes_per_node": disk[n]["sst_bytes"] / n,
             "disk_bytes_per_node_before_compaction": disk[n]["dir_bytes_before"] / n,
