@@ -289,7 +289,7 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
     with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=c["cache_capacity"], create=False,
                     block_cache_mb=c["block_cache_mb"], mem_cache_capacity=c["mem_cache_capacity"],
                     compression=c.get("compression", "none"), mem_cache_width=model.mem_cache_width,
-                    pin_scoring_cpu=c.get("pin_scoring_cpu"), direct_io=c.get("direct_io", "auto")) as store:
+                    pin_scoring_cpu=c.get("pin_scoring_cpu"), direct_io=c.get("direct_io", "off")) as store:
         assert store.node_count == n
         eng = Engine(store, model, commit_every=c["commit_every"])
         first = store.positions()[POS]
@@ -413,8 +413,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--dist", choices=("uniform", "zipf"), default="uniform")
     p.add_argument("--zipf-a", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--direct-io", choices=("auto", "on", "off"), default="auto",
-                   help="GraphStore(direct_io=) of the measure steps (RISKGRAPH_STORE_DIRECT_IO; default auto)")
+    p.add_argument("--direct-io", choices=("auto", "on", "off"), default="off",
+                   help="GraphStore(direct_io=) of the measure steps (RISKGRAPH_STORE_DIRECT_IO; default off)")
     p.add_argument("--pin-scoring-cpu", type=int, default=None,
                    help="measure steps pin the scoring thread to this CPU and RocksDB's threads to the others "
                         "(GraphStore(pin_scoring_cpu=), RISKGRAPH_PIN_SCORING_CPU; default: off)")

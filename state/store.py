@@ -147,8 +147,10 @@ def _db_options(create: bool, block_cache_mb: int, compression: str = "none", di
     opts.set_compression_type(COMPRESSIONS[compression]())
     # Flushes and compactions stream whole files; through the page cache that is a kernel
     # copy of every byte and pages to recycle, next to a scoring thread that waits on
-    # memory. At 10^6 nodes (benchmarks/profile_tgn_scale.py, six rotations) direct I/O was
-    # 4-35 % faster than buffered. Point lookups stay buffered (the OS cache helps them).
+    # memory. At 10^6 nodes with the graph in the row cache (benchmarks/profile_tgn_scale.py,
+    # six rotations) direct I/O was 4-35 % faster than buffered; but a store read back from
+    # disk then misses the page cache for every freshly compacted file (the TGN soak, 100,000
+    # cached rows: 16,467 against 22,499 events/s), so it is off unless asked for.
     opts.set_use_direct_io_for_flush_and_compaction(direct_io)
     return opts
 
@@ -193,17 +195,19 @@ class GraphStore:
     ``COMPRESSIONS``; files of either kind are read whatever the setting). ``pin_scoring_cpu``:
     pin the thread that opens the store and commits to this CPU and RocksDB's background
     threads to the process's other CPUs (``state.affinity``; None: no pinning, the default).
-    ``direct_io``: RocksDB's flushes and compactions bypass the page cache, "auto" (the
-    default: where the file system takes ``O_DIRECT``, see :func:`direct_io_supported`;
-    the attribute ``direct_io`` says what was chosen), "on" (an error where it does not)
-    or "off".
+    ``direct_io``: RocksDB's flushes and compactions bypass the page cache: "off" (the
+    default), "auto" (where the file system takes ``O_DIRECT``, see
+    :func:`direct_io_supported`; the attribute ``direct_io`` says what was chosen) or "on"
+    (an error where it does not). Faster when the rows live in the row cache (writes
+    only), slower when rows are read back from RocksDB: freshly compacted files are then
+    not in the page cache (README, Benchmarks).
     """
 
     def __init__(self, path: str | os.PathLike, *, mem_dim: int = 0, cache_capacity: int = 1_000_000,
                  create: bool = True, id_cache_capacity: int | None = None, sync: bool = False,
                  block_cache_mb: int = 256, mem_cache_capacity: int = 0, compression: str = "none",
                  mem_cache_width: int | None = None, pin_scoring_cpu: int | None = None,
-                 direct_io: str = "auto") -> None:
+                 direct_io: str = "off") -> None:
         if isinstance(mem_dim, bool) or not isinstance(mem_dim, (int, np.integer)) or mem_dim < 0:
             raise ValueError(f"mem_dim must be an int >= 0, got {mem_dim!r}")
         if isinstance(cache_capacity, bool) or not isinstance(cache_capacity, (int, np.integer)) or cache_capacity < 1:

@@ -12,7 +12,9 @@ from state.store import GraphStore, direct_io_supported
 def test_auto_uses_direct_io_where_the_file_system_takes_it_and_rows_survive_compaction(tmp_path, helpers) -> None:
     path = tmp_path / "s"
     rng = np.random.default_rng(3)
-    with GraphStore(path, mem_dim=8) as st:
+    with GraphStore(tmp_path / "default") as st:
+        assert st.direct_io is False  # off unless asked for
+    with GraphStore(path, mem_dim=8, direct_io="auto") as st:
         assert st.direct_io == direct_io_supported(str(path))
         names = [f"n{i}" for i in range(3000)]
         ids = st.resolve(names)
@@ -38,7 +40,7 @@ def test_auto_uses_direct_io_where_the_file_system_takes_it_and_rows_survive_com
 def test_a_file_system_refusing_o_direct_falls_back_under_auto_and_is_an_error_under_on(tmp_path, monkeypatch) -> None:
     # no file system here refuses O_DIRECT (tmpfs takes it since Linux 6.6): stand one in
     monkeypatch.setattr(store_mod, "direct_io_supported", lambda path: False)
-    with GraphStore(tmp_path / "a") as st:
+    with GraphStore(tmp_path / "a", direct_io="auto") as st:
         assert st.direct_io is False
         st.resolve(["x"])
         st.commit()
