@@ -17,8 +17,6 @@ Prints one JSON object (and writes it to --out when given).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import tempfile
 import time
@@ -33,6 +31,7 @@ from simulators.transactions import SimConfig, simulate
 from state.store import GraphStore
 from streams.engine import Engine
 from streams.events import encode_many
+from common import emit, machine
 
 SEED = 7
 HST = {"n_trees": 25, "height": 8, "window_size": 250}
@@ -149,7 +148,7 @@ def main() -> None:
 
     result = {
         "benchmark": "embedded_feature_path",
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "machine": machine(),
         "seed": SEED,
         "batch": a.batch,
         "detector": HST,
@@ -161,11 +160,7 @@ def main() -> None:
         "ratio_vs_river": ours_prefix["events_per_second"] / river_prefix["events_per_second"],
         "detector_only": detector_only(X, n_river),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(result, a.out)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,8 @@ Run:  .venv/bin/python benchmarks/bench_kafka.py [--bootstrap HOST:PORT] [--even
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -59,6 +57,7 @@ from riskgraph.broker import LocalBroker, free_ports  # noqa: E402
 from riskgraph.settings import Settings  # noqa: E402
 from simulators.transactions import SimConfig, simulate  # noqa: E402
 from streams.events import Event, encode  # noqa: E402
+from common import emit, machine  # noqa: E402
 
 SEED = 7
 #: ``--set KEY=VALUE`` settings for every worker of the run (e.g. RISKGRAPH_BATCH_WINDOW_S=0.01)
@@ -523,8 +522,8 @@ def main(argv: list[str] | None = None) -> dict:
     records, ids = simulate_records(max(a.events, n_most), a.seed)
     workdir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
     broker = None
-    result: dict[str, Any] = {"seed": a.seed, "batch_size": a.batch_size, "consume": a.consume, "worker_settings": dict(WORKER_ENV), "python": platform.python_version(),
-                              "cpus": os.cpu_count(), "load_avg_before": os.getloadavg()}
+    result: dict[str, Any] = {"seed": a.seed, "batch_size": a.batch_size, "consume": a.consume, "worker_settings": dict(WORKER_ENV), "machine": machine(),
+                              "load_avg_before": os.getloadavg()}
     try:
         bootstrap = a.bootstrap
         if bootstrap is None:
@@ -562,10 +561,7 @@ def main(argv: list[str] | None = None) -> dict:
         if broker is not None:
             broker.down()
         shutil.rmtree(workdir, ignore_errors=True)
-    text = json.dumps(result, indent=2, default=float)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    emit(result, a.out, default=float)
     if result.get("latency_sweep") and (a.plot or a.out):
         plot_sweep(result, a.plot or str(Path(a.out).with_suffix(".png")))
     return result

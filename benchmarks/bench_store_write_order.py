@@ -17,9 +17,7 @@ Run: ``.venv/bin/python benchmarks/bench_store_write_order.py [--nodes 1000000] 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -36,6 +34,7 @@ from rocksdict import WriteBatch, WriteOptions  # noqa: E402
 
 from state.keys import node_keys  # noqa: E402
 from state.store import open_db  # noqa: E402
+from common import config, emit, machine  # noqa: E402
 
 MODES = ("random", "sorted", "sorted+hint")
 
@@ -97,15 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"[write-order] N={n:,}: " + ", ".join(f"{m} {v['us_per_put_median']:.2f} us/put"
                                                     for m, v in sizes[str(n)].items()), file=sys.stderr)
     result = {"benchmark": "store_write_order",
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-              "config": {k: v for k, v in vars(a).items() if k != "out"},
+              "machine": machine(), "config": config(a),
               "sizes": sizes, "seconds_total": round(time.perf_counter() - t0, 1)}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.out:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(result, a.out)
     return result
 
 

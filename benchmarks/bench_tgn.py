@@ -22,7 +22,6 @@ Run: ``.venv/bin/python benchmarks/bench_tgn.py`` (prints one JSON object).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -39,6 +38,7 @@ from features.unit import to_unit  # noqa: E402
 from models.tgn.model import TGN, TGNConfig  # noqa: E402
 from models.tgn.runtime import TGNRuntime  # noqa: E402
 from models.tgn.synthetic import SyntheticStream, synthetic_stream  # noqa: E402
+from common import emit, machine  # noqa: E402
 
 
 def run_ours(s: SyntheticStream, cfg: TGNConfig, batch: int, lo: int, hi: int, seed: int) -> list[float]:
@@ -161,13 +161,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "events_timed": a.events, "warmup_events": a.warmup, "batch": a.batch},
         "model": {"mem_dim": a.mem, "time_dim": a.time, "emb_dim": a.emb, "k": a.k, "heads": cfg.heads,
                   "edge_dim": int(feats.shape[1]), "message": "identity", "aggregator": "last"},
-        "torch": torch.__version__, "threads": a.threads, "repeats": a.repeats,
+        "machine": machine(), "torch": torch.__version__, "threads": a.threads, "repeats": a.repeats,
         "ours": ours, "pyg_reference": pyg,
         "ratio_ours_over_pyg": ours["events_per_s"] / pyg["events_per_s"],
         "ours_includes": "feature kernels + ring writes, link + risk + top neighbours, memory write-back",
         "pyg_includes": "neighbour loader, memory, attention, link predictor, update_state, loader insert",
     }
-    print(json.dumps(result, indent=2))
+    emit(result, None)
     return result
 
 

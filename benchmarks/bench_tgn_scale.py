@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -61,6 +60,7 @@ import time
 from typing import Any
 
 import numpy as np
+from common import config, emit, machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -526,9 +526,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row["cpu_ratio_vs_smallest"] = row["events_per_cpu_s"] / rows[0]["events_per_cpu_s"]
     result = {
         "benchmark": "tgn_streaming_scale",
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
-        "config": {k: v for k, v in vars(a).items() if k not in ("child", "workdir", "keep")}
+        "machine": machine(),  # load average at the end of the run
+        "config": config(a)
                   | {"events_per_round": per_round, "tgn": TGN_DIMS | {"row_width": row_width(), "untrained": True}},
         "prepopulated": ("per size: a detector-only Engine pass of prepop_touches*N/2 uniform events (feature "
                          "accumulators + neighbour rings), then a TGN Engine pass over a random perfect matching "
@@ -540,12 +539,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratio_largest_vs_smallest": rows[-1]["ratio_vs_smallest"],
         "seconds_total": time.perf_counter() - t_start,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
+    emit(result, a.out)
     if a.out:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
         png = os.path.splitext(a.out)[0] + ".png"
         plot(result, png)
         log(f"wrote {a.out} and {png}")

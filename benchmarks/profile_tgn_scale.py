@@ -55,6 +55,7 @@ for p in (ROOT, HERE):
         sys.path.insert(0, p)
 
 import bench_tgn_scale as bench  # noqa: E402
+from common import emit  # noqa: E402
 
 #: "module:qualified.name" of each function timed; module-level functions are also
 #: replaced where other modules imported them by name.
@@ -233,11 +234,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rocksdb_during_timed_events": window["rocksdb"],
         "warmup_events": res["warmup_events"],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(result, a.out)
     return result
 
 

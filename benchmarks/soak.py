@@ -25,9 +25,7 @@ plot next to it (same name, ``.png``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -42,6 +40,7 @@ from models.scoring import ScoringModel  # noqa: E402
 from state.store import GraphStore  # noqa: E402
 from streams.engine import Engine  # noqa: E402
 from streams.events import Event  # noqa: E402
+from common import emit, machine  # noqa: E402
 
 T0 = 1_704_067_200.0  # event time of the first event (2024-01-01 UTC)
 
@@ -269,8 +268,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            + s.get("mem_cache_mb", 0.0) + s.get("id_cache_mb", 0.0) for s in samples])
     result = {
         "benchmark": "memory_soak_embedded",
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()},
+        "machine": machine(),
         "config": {"minutes": a.minutes, "tgn": a.tgn, "batch": a.batch, "commit_every": a.commit_every,
                    "cache_capacity": a.cache_capacity, "block_cache_mb": a.block_cache_mb,
                    "mem_cache_capacity": a.mem_cache_capacity, "new_frac": a.new_frac, "hubs": a.hubs, "initial": a.initial, "seed": a.seed,
@@ -304,12 +302,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "store_dir_mb_end": round(disk / 2**20, 1),
         "samples": samples,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
+    emit(result, a.out)
     if a.out:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
         png = os.path.splitext(a.out)[0] + ".png"
         plot(samples, warm_s, png,
              f"soak: {'TGN + ' if a.tgn else ''}detector, cache {a.cache_capacity:,} rows, "

@@ -58,6 +58,9 @@ def test_bench_tgn_scale_quick_writes_json_and_plot(tmp_path) -> None:
     assert [s["nodes"] for s in r["sizes"]] == [2000, 20000]
     assert all(positive(s["events_per_s"]) and s["disk_bytes_per_node"] > 0 for s in r["sizes"])
     assert out.with_suffix(".png").stat().st_size > 0
+    # committed results carry the options, not where this machine put its files
+    assert "out" not in r["config"] and str(tmp_path) not in out.read_text()
+    assert r["machine"]["cpus"] >= 1
 
 
 @pytest.mark.slow
@@ -106,3 +109,19 @@ def test_soak_with_the_tgn_reports_bounded_pools(tmp_path) -> None:
     # the id cache holds ids up to the larger of the row and memory caches, and reports its arrays
     assert 0 < r["bounded_by_design"]["id_cache_ids_end"] <= max(20000, r["config"]["cache_capacity"])
     assert r["bounded_by_design"]["id_cache_mb_end"] > 0
+
+
+def test_common_helper_doctest_and_local_options() -> None:
+    import doctest
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_common", ROOT / "benchmarks" / "common.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    failed, tried = doctest.testmod(mod)
+    assert tried > 0 and failed == 0
+    import argparse
+
+    a = argparse.Namespace(sizes="1,2", out="/x/y.json", workdir="/w", keep=True, child=None, seed=3)
+    assert mod.config(a) == {"sizes": "1,2", "seed": 3}
+    assert mod.config(a, drop=("seed",)) == {"sizes": "1,2"}
