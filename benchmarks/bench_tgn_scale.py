@@ -237,7 +237,8 @@ def child_build(c: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # the build is not timed: a hot cache holding the whole graph makes it several times faster
     with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=max(c["cache_capacity"], n + 1),
-                    block_cache_mb=c["block_cache_mb"], compression=c.get("compression", "none")) as store:
+                    block_cache_mb=c["block_cache_mb"], compression=c.get("compression", "none"),
+                    compaction=c.get("compaction", "level")) as store:
         # 1. detector-only: feature accumulators and neighbour rings of every node
         eng = Engine(store, make_model(seed, tgn=False), commit_every=10)
         n_det = c["touches"] * n // 2
@@ -289,7 +290,8 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
     with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=c["cache_capacity"], create=False,
                     block_cache_mb=c["block_cache_mb"], mem_cache_capacity=c["mem_cache_capacity"],
                     compression=c.get("compression", "none"), mem_cache_width=model.mem_cache_width,
-                    pin_scoring_cpu=c.get("pin_scoring_cpu"), direct_io=c.get("direct_io", "off")) as store:
+                    pin_scoring_cpu=c.get("pin_scoring_cpu"), direct_io=c.get("direct_io", "off"),
+                    compaction=c.get("compaction", "level")) as store:
         assert store.node_count == n
         eng = Engine(store, model, commit_every=c["commit_every"])
         first = store.positions()[POS]
@@ -341,13 +343,13 @@ def run_child(step: str, conf: dict[str, Any]) -> dict[str, Any]:
 # -- the parent --------------------------------------------------------------------
 
 
-def compact(path: str, block_cache_mb: int, compression: str) -> dict[str, Any]:
+def compact(path: str, block_cache_mb: int, compression: str, compaction: str = "level") -> dict[str, Any]:
     """Flush and fully compact a closed store with its own options; sizes before and after."""
     from state.store import open_db  # the store's own options (compression, bloom filters, block cache)
 
     before = dir_bytes(path)
     t0 = time.perf_counter()
-    db = open_db(path, False, block_cache_mb, compression)
+    db = open_db(path, False, block_cache_mb, compression, compaction=compaction)
     try:
         db.flush()
         db.compact_range(None, None)
@@ -415,6 +417,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--direct-io", choices=("auto", "on", "off"), default="off",
                    help="GraphStore(direct_io=) of the measure steps (RISKGRAPH_STORE_DIRECT_IO; default off)")
+    p.add_argument("--compaction", choices=("level", "universal"), default="level",
+                   help="GraphStore(compaction=) of the build and the measure steps (RISKGRAPH_STORE_COMPACTION)")
     p.add_argument("--pin-scoring-cpu", type=int, default=None,
                    help="measure steps pin the scoring thread to this CPU and RocksDB's threads to the others "
                         "(GraphStore(pin_scoring_cpu=), RISKGRAPH_PIN_SCORING_CPU; default: off)")
@@ -447,7 +451,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "remove them or choose another --workdir")
     base = {"seed": a.seed, "cache_capacity": a.cache_capacity, "block_cache_mb": a.block_cache_mb,
             "mem_cache_capacity": a.mem_cache_capacity, "compression": a.compression,
-            "pin_scoring_cpu": a.pin_scoring_cpu, "direct_io": a.direct_io,
+            "pin_scoring_cpu": a.pin_scoring_cpu, "direct_io": a.direct_io, "compaction": a.compaction,
             "batch": a.batch, "commit_every": a.commit_every, "threads": a.threads, "dist": a.dist,
             "zipf_a": a.zipf_a, "touches": a.prepop_touches, "build_batch": a.build_batch,
             "warmup": a.warmup, "events": per_round, "prefill": a.prefill}
@@ -472,7 +476,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"evicted {res['rows_evicted_measured']:,}, rss {res['rss_mb_end']:.0f} MB")
         disk = {}
         for n in sizes:
-            disk[n] = compact(os.path.join(work, f"n{n}"), a.block_cache_mb, a.compression)
+            disk[n] = compact(os.path.join(work, f"n{n}"), a.block_cache_mb, a.compression, a.compaction)
             log(f"N={n:,}: {disk[n]['dir_bytes'] / n:,.0f} bytes/node on disk after compaction")
     finally:
         if not a.keep:

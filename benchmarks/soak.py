@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--commit-every", type=int, default=10, help="micro-batches per RocksDB commit")
     p.add_argument("--cache-capacity", type=int, default=100_000, help="node rows kept in memory")
     p.add_argument("--block-cache-mb", type=int, default=256)
+    p.add_argument("--compaction", choices=("level", "universal"), default="level",
+                   help="GraphStore(compaction=): RocksDB's compaction style (RISKGRAPH_STORE_COMPACTION)")
     p.add_argument("--mem-cache-capacity", type=int, default=0,
                    help="with --tgn: TGN memories kept for neighbour reads (state.memcache; 0: none)")
     p.add_argument("--new-frac", type=float, default=0.05, help="probability that an event end is a new entity")
@@ -213,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         with GraphStore(path, mem_dim=model.mem_dim, cache_capacity=a.cache_capacity,
                         block_cache_mb=a.block_cache_mb, mem_cache_capacity=a.mem_cache_capacity,
-                        mem_cache_width=model.mem_cache_width) as store:
+                        mem_cache_width=model.mem_cache_width, compaction=a.compaction) as store:
             eng = Engine(store, model, commit_every=a.commit_every)
             n_events, last_events, last_t = 0, 0, t_start
             next_sample = t_start
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "memory_soak_embedded",
         "machine": machine(),
         "config": {"minutes": a.minutes, "tgn": a.tgn, "batch": a.batch, "commit_every": a.commit_every,
-                   "cache_capacity": a.cache_capacity, "block_cache_mb": a.block_cache_mb,
+                   "cache_capacity": a.cache_capacity, "block_cache_mb": a.block_cache_mb, "compaction": a.compaction,
                    "mem_cache_capacity": a.mem_cache_capacity, "new_frac": a.new_frac, "hubs": a.hubs, "initial": a.initial, "seed": a.seed,
                    "mem_dim": model.mem_dim, "model_version": model.version, "rss_source": rss_source()},
         "events": n_events,

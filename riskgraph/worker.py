@@ -36,7 +36,7 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
     store = GraphStore(settings.state_dir, mem_dim=model.mem_dim, cache_capacity=settings.cache_capacity,
                        mem_cache_capacity=settings.mem_cache_capacity, compression=settings.store_compression,
                        mem_cache_width=model.mem_cache_width, pin_scoring_cpu=settings.scoring_cpu,
-                       direct_io=settings.store_direct_io)
+                       direct_io=settings.store_direct_io, compaction=settings.store_compaction)
     try:
         engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
                         commit_every=1)

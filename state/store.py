@@ -35,6 +35,7 @@ from rocksdict import (
     BlockBasedOptions,
     Cache,
     Checkpoint,
+    DBCompactionStyle,
     DBCompressionType,
     Options,
     Rdict,
@@ -98,6 +99,13 @@ COMPRESSIONS = {"none": DBCompressionType.none, "lz4": DBCompressionType.lz4}
 #: where the file system takes it, "on" requires it, "off" never uses it.
 DIRECT_IO_MODES = ("auto", "on", "off")
 
+#: ``GraphStore(compaction=)`` values: RocksDB's compaction style. "level" (RocksDB's
+#: default) keeps one sorted run per level; "universal" merges runs of similar size, which
+#: rewrites each record fewer times for a store whose every record is overwritten again
+#: and again, at the price of up to twice the disk for a while. Either opens a store
+#: written with the other.
+COMPACTIONS = {"level": DBCompactionStyle.level, "universal": DBCompactionStyle.universal}
+
 
 def direct_io_supported(path: str) -> bool:
     """Whether the file system of directory ``path`` takes ``O_DIRECT`` writes (tmpfs does not).
@@ -128,7 +136,8 @@ def direct_io_supported(path: str) -> bool:
         os.unlink(probe)
 
 
-def _db_options(create: bool, block_cache_mb: int, compression: str = "none", direct_io: bool = False) -> Options:
+def _db_options(create: bool, block_cache_mb: int, compression: str = "none", direct_io: bool = False,
+                compaction: str = "level") -> Options:
     """RocksDB options for point lookups of random keys, the store's only read pattern."""
     opts = Options(raw_mode=True)
     opts.create_if_missing(create)
@@ -152,11 +161,12 @@ def _db_options(create: bool, block_cache_mb: int, compression: str = "none", di
     # disk then misses the page cache for every freshly compacted file (the TGN soak, 100,000
     # cached rows: 16,467 against 22,499 events/s), so it is off unless asked for.
     opts.set_use_direct_io_for_flush_and_compaction(direct_io)
+    opts.set_compaction_style(COMPACTIONS[compaction]())
     return opts
 
 
 def open_db(path: str, create: bool, block_cache_mb: int, compression: str = "none",
-            direct_io: bool = False) -> Rdict:
+            direct_io: bool = False, compaction: str = "level") -> Rdict:
     """The store's RocksDB opened with :func:`_db_options`, also when it already exists.
 
     rocksdict opens an existing database with the column-family options of its OPTIONS
@@ -164,7 +174,7 @@ def open_db(path: str, create: bool, block_cache_mb: int, compression: str = "no
     RocksDB's default 8 MB one (and the compression by the one the store was created
     with). Naming the default column family's options makes ours apply on every open.
     """
-    opts = _db_options(create, block_cache_mb, compression, direct_io)
+    opts = _db_options(create, block_cache_mb, compression, direct_io, compaction)
     return Rdict(path, opts, column_families={"default": opts})
 
 
@@ -200,14 +210,15 @@ class GraphStore:
     :func:`direct_io_supported`; the attribute ``direct_io`` says what was chosen) or "on"
     (an error where it does not). Faster when the rows live in the row cache (writes
     only), slower when rows are read back from RocksDB: freshly compacted files are then
-    not in the page cache (README, Benchmarks).
+    not in the page cache (README, Benchmarks). ``compaction``: RocksDB's compaction
+    style, "level" (the default) or "universal" (see ``COMPACTIONS``).
     """
 
     def __init__(self, path: str | os.PathLike, *, mem_dim: int = 0, cache_capacity: int = 1_000_000,
                  create: bool = True, id_cache_capacity: int | None = None, sync: bool = False,
                  block_cache_mb: int = 256, mem_cache_capacity: int = 0, compression: str = "none",
                  mem_cache_width: int | None = None, pin_scoring_cpu: int | None = None,
-                 direct_io: str = "off") -> None:
+                 direct_io: str = "off", compaction: str = "level") -> None:
         if isinstance(mem_dim, bool) or not isinstance(mem_dim, (int, np.integer)) or mem_dim < 0:
             raise ValueError(f"mem_dim must be an int >= 0, got {mem_dim!r}")
         if isinstance(cache_capacity, bool) or not isinstance(cache_capacity, (int, np.integer)) or cache_capacity < 1:
@@ -216,6 +227,8 @@ class GraphStore:
             raise ValueError(f"compression must be one of {sorted(COMPRESSIONS)}, got {compression!r}")
         if direct_io not in DIRECT_IO_MODES:
             raise ValueError(f"direct_io must be one of {list(DIRECT_IO_MODES)}, got {direct_io!r}")
+        if compaction not in COMPACTIONS:
+            raise ValueError(f"compaction must be one of {sorted(COMPACTIONS)}, got {compaction!r}")
         if isinstance(mem_cache_capacity, bool) or not isinstance(mem_cache_capacity, (int, np.integer)) \
                 or mem_cache_capacity < 0:
             raise ValueError(f"mem_cache_capacity must be an int >= 0, got {mem_cache_capacity!r}")
@@ -237,7 +250,8 @@ class GraphStore:
                                      "(tmpfs does): use 'auto' or 'off'")
                 log.info("graph store %s: file system refuses O_DIRECT, flushes and compactions buffered",
                          self.path)
-        self._db: Rdict | None = open_db(self.path, create, block_cache_mb, compression, self.direct_io)
+        self.compaction = compaction
+        self._db: Rdict | None = open_db(self.path, create, block_cache_mb, compression, self.direct_io, compaction)
         try:
             next_id = self._open_meta()
             self._positions = self._read_positions()
