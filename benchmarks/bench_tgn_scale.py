@@ -238,7 +238,7 @@ def child_build(c: dict[str, Any]) -> dict[str, Any]:
     # the build is not timed: a hot cache holding the whole graph makes it several times faster
     with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=max(c["cache_capacity"], n + 1),
                     block_cache_mb=c["block_cache_mb"], compression=c.get("compression", "none"),
-                    compaction=c.get("compaction", "level")) as store:
+                    compaction=c.get("compaction", "universal")) as store:
         # 1. detector-only: feature accumulators and neighbour rings of every node
         eng = Engine(store, make_model(seed, tgn=False), commit_every=10)
         n_det = c["touches"] * n // 2
@@ -291,7 +291,7 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
                     block_cache_mb=c["block_cache_mb"], mem_cache_capacity=c["mem_cache_capacity"],
                     compression=c.get("compression", "none"), mem_cache_width=model.mem_cache_width,
                     pin_scoring_cpu=c.get("pin_scoring_cpu"), direct_io=c.get("direct_io", "off"),
-                    compaction=c.get("compaction", "level")) as store:
+                    compaction=c.get("compaction", "universal")) as store:
         assert store.node_count == n
         eng = Engine(store, model, commit_every=c["commit_every"])
         first = store.positions()[POS]
@@ -343,7 +343,7 @@ def run_child(step: str, conf: dict[str, Any]) -> dict[str, Any]:
 # -- the parent --------------------------------------------------------------------
 
 
-def compact(path: str, block_cache_mb: int, compression: str, compaction: str = "level") -> dict[str, Any]:
+def compact(path: str, block_cache_mb: int, compression: str, compaction: str = "universal") -> dict[str, Any]:
     """Flush and fully compact a closed store with its own options; sizes before and after."""
     from state.store import open_db  # the store's own options (compression, bloom filters, block cache)
 
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--direct-io", choices=("auto", "on", "off"), default="off",
                    help="GraphStore(direct_io=) of the measure steps (RISKGRAPH_STORE_DIRECT_IO; default off)")
-    p.add_argument("--compaction", choices=("level", "universal"), default="level",
+    p.add_argument("--compaction", choices=("level", "universal"), default="universal",
                    help="GraphStore(compaction=) of the build and the measure steps (RISKGRAPH_STORE_COMPACTION)")
     p.add_argument("--pin-scoring-cpu", type=int, default=None,
                    help="measure steps pin the scoring thread to this CPU and RocksDB's threads to the others "

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--commit-every", type=int, default=10, help="micro-batches per RocksDB commit")
     p.add_argument("--cache-capacity", type=int, default=100_000, help="node rows kept in memory")
     p.add_argument("--block-cache-mb", type=int, default=256)
-    p.add_argument("--compaction", choices=("level", "universal"), default="level",
+    p.add_argument("--compaction", choices=("level", "universal"), default="universal",
                    help="GraphStore(compaction=): RocksDB's compaction style (RISKGRAPH_STORE_COMPACTION)")
     p.add_argument("--mem-cache-capacity", type=int, default=0,
                    help="with --tgn: TGN memories kept for neighbour reads (state.memcache; 0: none)")

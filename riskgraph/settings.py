@@ -56,7 +56,7 @@ class Settings:
     cache_capacity: int = 1_000_000  # node rows kept hot in memory (1,184 bytes each with the default TGN)
     store_compression: str = "none"  # RocksDB block compression: "none" (faster random reads) or "lz4" (~27 % less disk)
     mem_cache_capacity: int = 1_000_000  # TGN memories of nodes outside the row cache, for neighbour reads (256 bytes each with a 64-float memory; filled on demand)
-    store_compaction: str = "level"  # RocksDB compaction style: "level" or "universal" (rewrites records fewer times)
+    store_compaction: str = "universal"  # RocksDB compaction style: "universal" (rewrites records fewer times) or "level" (less free disk needed)
     store_direct_io: str = "off"  # RocksDB flushes and compactions bypass the page cache: "off", "auto" (where the file system allows), "on"
     pin_scoring_cpu: int = -1  # >= 0: scoring thread on this CPU, RocksDB's background threads on the others (Linux; one CPU per worker)
     commit_every: int = 10  # micro-batches per RocksDB commit; a crash replays at most this many

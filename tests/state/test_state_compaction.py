@@ -22,10 +22,10 @@ def _write_rounds(st: GraphStore, names: list[str], rng: np.random.Generator, he
 def test_universal_and_level_open_each_others_stores_with_rows_intact(tmp_path, helpers) -> None:
     path, rng, before = tmp_path / "s", np.random.default_rng(5), {}
     names = [f"n{i}" for i in range(4000)]
-    with GraphStore(path, mem_dim=8) as st:
-        assert st.compaction == "level"  # RocksDB's default unless asked
+    with GraphStore(path, mem_dim=8, compaction="level") as st:
         _write_rounds(st, names, rng, helpers, before)
-    with GraphStore(path, mem_dim=8, create=False, compaction="universal") as st:
+    with GraphStore(path, mem_dim=8, create=False) as st:  # universal: the default
+        assert st.compaction == "universal"
         _write_rounds(st, names, rng, helpers, before)
         st._db.compact_range(None, None)
         assert "compaction_style=kCompactionStyleUniversal" in open(_latest_options(path)).read()
