@@ -385,7 +385,8 @@ def plot(result: dict[str, Any], path: str) -> None:
     ax.set_ylabel("events / s (Engine, TGN + detector, RocksDB)")
     c = result["config"]
     ax.set_title(f"TGN streaming scoring vs graph size\n(batch {c['batch']}, cache {c['cache_capacity']:,} rows, "
-                 f"memory cache {c.get('mem_cache_capacity', 0):,} nodes, {c['dist']} draws)", fontsize=9)
+                 f"memory cache {c.get('mem_cache_capacity', 0):,} nodes, {c['dist']} draws, "
+                 f"{c.get('compaction', 'level')} compaction)", fontsize=9)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
