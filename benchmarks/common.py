@@ -10,8 +10,8 @@ sibling (``from common import emit``).
 >>> a = argparse.Namespace(events=10, out="/somewhere/x.json", workdir="/tmp/w")
 >>> config(a)
 {'events': 10}
->>> sorted(machine())
-['cpu', 'cpus', 'load_avg', 'python']
+>>> {'cpu', 'cpus', 'load_avg', 'python'} <= set(machine())
+True
 >>> path = os.path.join(tempfile.mkdtemp(), "sub", "r.json")
 >>> text = emit({"rate": 1.5}, path, echo=False)
 >>> json.load(open(path)) == {"rate": 1.5} == json.loads(text)
@@ -32,10 +32,20 @@ from typing import Any, Callable
 LOCAL_OPTIONS = frozenset({"out", "plot", "workdir", "keep", "child", "copy_to", "store"})
 
 
+#: Environment variables that change how the process runs (and so the numbers) without
+#: being an option of the script: recorded in ``machine()`` when set.
+RUNTIME_ENV = ("GLIBC_TUNABLES", "MALLOC_ARENA_MAX", "OMP_NUM_THREADS")
+
+
 def machine() -> dict[str, Any]:
-    """Python, CPU model, CPU count and load average now: enough to tell two runs' machines apart."""
-    return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    """Python, CPU model, CPU count, load average now and the :data:`RUNTIME_ENV` that is
+    set: enough to tell two runs' machines apart."""
+    out: dict[str, Any] = {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+                           "cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    env = {k: os.environ[k] for k in RUNTIME_ENV if k in os.environ}
+    if env:
+        out["env"] = env
+    return out
 
 
 def config(args: argparse.Namespace, drop: tuple[str, ...] = ()) -> dict[str, Any]:
