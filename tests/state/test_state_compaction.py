@@ -30,14 +30,17 @@ def test_universal_and_level_open_each_others_stores_with_rows_intact(tmp_path, 
         st._db.compact_range(None, None)
         assert "compaction_style=kCompactionStyleUniversal" in open(_latest_options(path)).read()
     with GraphStore(path, mem_dim=8, create=False, compaction="level", cache_capacity=10_000) as st:
-        slots = st.peek_slots(st.resolve(names))
-        assert all(helpers.row_bytes(st.table, int(s)) == before[n] for n, s in zip(names, slots))
+        assert _rows_intact(st, names, helpers, before)
         _write_rounds(st, names, rng, helpers, before)
         st._db.compact_range(None, None)
         assert "compaction_style=kCompactionStyleLevel" in open(_latest_options(path)).read()
     with GraphStore(path, mem_dim=8, create=False, compaction="universal", cache_capacity=10_000) as st:
-        slots = st.peek_slots(st.resolve(names))
-        assert all(helpers.row_bytes(st.table, int(s)) == before[n] for n, s in zip(names, slots))
+        assert _rows_intact(st, names, helpers, before)
+
+
+def _rows_intact(st: GraphStore, names: list[str], helpers, before: dict) -> bool:
+    slots = st.peek_slots(st.resolve(names))
+    return all(helpers.row_bytes(st.table, int(s)) == before[n] for n, s in zip(names, slots))
 
 
 def _latest_options(path) -> str:
