@@ -43,6 +43,8 @@ class Settings:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+    session_timeout_s: float = 10.0  # the broker declares a silent worker dead after this (Faust's default: 60)
+    group_instance_id: str = "auto"  # static group membership: "auto" (from app id, host and state dir), a name, or "off"
     # -- micro-batching -------------------------------------------------------
     batch_size: int = 1000  # events per micro-batch (Faust take(N, within=T))
     batch_window_s: float = 0.01  # the T of take(N, within=T): latency bound of a partial batch
@@ -61,10 +63,15 @@ class Settings:
     pin_scoring_cpu: int = -1  # >= 0: scoring thread on this CPU, RocksDB's background threads on the others (Linux; one CPU per worker)
     commit_every: int = 10  # micro-batches per RocksDB commit; a crash replays at most this many
     max_event_bytes: int = 16 * 1024
+    dlq_raw_max_bytes: int = 4096  # raw bytes a dead letter keeps; a longer record keeps its head, size and SHA-256
+    dedupe_window: int = 100_000  # recent event ids remembered; a repeat within them is a dead letter (0: off)
+    # -- feedback -------------------------------------------------------------
+    feedback_secret: str = ""  # shared HMAC key: feedback must carry a valid signature (empty: unsigned accepted)
     learn: bool = True  # detectors keep learning from the stream
     seed: int = 0
     # -- metrics --------------------------------------------------------------
     metrics_port: int = 9108  # 0 disables the /metrics endpoint
+    metrics_host: str = "0.0.0.0"  # address /metrics binds to
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -30,19 +30,19 @@ commit are shielded from cancellation), so a graceful restart duplicates nothing
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
 import faust
 from faust.types import TP
 
+from streams.security import faust_credentials
 from streams.batching import BatchTopic, ack_all, install_fast_handoff, next_batch, set_fetch_max_wait
-from streams.alerts import Feedback, decode_feedback, encode_alert
+from streams.alerts import encode_alert
+from streams.feedback import FeedbackIntake
 from streams.engine import BatchResult, Engine
 from streams.events import DeadLetter
 from streams.metrics import EngineMetrics
@@ -51,27 +51,6 @@ import msgspec
 
 log = logging.getLogger("riskgraph.worker")
 _dead_enc = msgspec.json.Encoder()
-
-
-def broker_credentials(settings: Any) -> Any:
-    """Faust credentials from the security settings (None for PLAINTEXT)."""
-    proto = settings.security_protocol.upper()
-    if proto == "PLAINTEXT":
-        return None
-    ssl_context = None
-    if proto in ("SSL", "SASL_SSL"):
-        ssl_context = faust.ssl.create_default_context(
-            purpose=faust.ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None)
-        if settings.ssl_certfile:
-            ssl_context.load_cert_chain(settings.ssl_certfile, keyfile=settings.ssl_keyfile or None)
-    if proto.startswith("SASL"):
-        mech = settings.sasl_mechanism.upper() or "PLAIN"
-        if mech.startswith("SCRAM"):
-            return faust.auth.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
-                                              ssl_context=ssl_context, mechanism=mech)
-        return faust.auth.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
-                                          ssl_context=ssl_context)
-    return faust.auth.SSLCredentials(ssl_context)
 
 
 class Worker:
@@ -84,12 +63,12 @@ class Worker:
         self.metrics = metrics
         self.model_loader = model_loader
         self._model_stamp = self._artifact_stamp()
-        self._recent: OrderedDict[str, float] = OrderedDict()  # alert_id -> score, for feedback
+        self.feedback = FeedbackIntake(settings, engine, metrics, send_dead=self._send_dead)
         self._positions = dict(engine.store.positions())
         self.app = faust.App(
             settings.app_id,
             broker=settings.broker,
-            broker_credentials=broker_credentials(settings),
+            broker_credentials=faust_credentials(settings),
             value_serializer="raw",
             key_serializer="raw",
             topic_partitions=settings.partitions,
@@ -194,6 +173,10 @@ class Worker:
         if futs:
             await asyncio.gather(*futs)  # the broker has them (acks=all) before the store commits
 
+    async def _send_dead(self, key: bytes | None, dead: DeadLetter) -> None:
+        """Send one dead letter and wait for the broker's acknowledgement."""
+        await self.app.producer.send_and_wait(self.settings.dlq_topic, key, _dead_enc.encode(dead), None, None, None)
+
     def _observe(self, result: BatchResult, msgs: list[Any], tp: TP, seconds: float) -> None:
         m = self.metrics
         now = time.time()
@@ -226,39 +209,11 @@ class Worker:
     # -- feedback -----------------------------------------------------------------
 
     def _remember(self, alert_id: str, score: float) -> None:
-        self._recent[alert_id] = score
-        if len(self._recent) > 100_000:
-            self._recent.popitem(last=False)
+        self.feedback.remember(alert_id, score)
 
     async def _feedback_agent(self, stream: Any) -> None:
-        path = Path(self.settings.state_dir) / "feedback.jsonl"
         async for event in stream.events():
-            raw, msg = event.value, event.message
-            try:
-                if raw is None:
-                    raise ValueError("record is empty (null value)")
-                fb: Feedback = decode_feedback(raw)
-                if fb.label not in (0, 1):
-                    raise ValueError(f"label must be 0 or 1, got {fb.label}")
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-                not_json = isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError)
-                cat = "malformed_json" if raw is None or not_json else "invalid_value"
-                d = DeadLetter(raw=bytes(raw or b""), reason=f"bad feedback: {exc}", category=cat,
-                               topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                               received_at=time.time())
-                await self.app.producer.send_and_wait(self.settings.dlq_topic, msg.key, _dead_enc.encode(d),
-                                                      None, None, None)
-                self.metrics.dead_letters.labels(category=cat).inc()
-                continue
-            score = fb.score if fb.score is not None else self._recent.get(fb.alert_id)
-            if score is not None:
-                self.engine.policy.apply_feedback(score, fb.label)
-                self.metrics.threshold.set(self.engine.policy.threshold)
-            # kept for the next training run, whether or not it moved the threshold
-            with open(path, "ab") as f:
-                f.write(json.dumps({**msgspec.to_builtins(fb), "score": score, "received_at": time.time()}).encode()
-                        + b"\n")
-            self.metrics.feedback.labels(label=str(fb.label)).inc()
+            await self.feedback.handle(event.value, event.message)
 
     # -- hot reload ---------------------------------------------------------------
 

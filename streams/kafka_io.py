@@ -17,22 +17,9 @@ from tqdm import tqdm
 
 from streams.alerts import Alert, Feedback, decode_alert, encode_feedback
 from streams.events import Event, encode
+from streams.security import client_kwargs
 
 SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-
-
-def client_kwargs(settings: Any) -> dict[str, Any]:
-    """kafka-python connection arguments (bootstrap and security) from Settings."""
-    kw: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers,
-                          "security_protocol": settings.security_protocol}
-    if settings.security_protocol.startswith("SASL"):
-        kw.update(sasl_mechanism=settings.sasl_mechanism or "PLAIN", sasl_plain_username=settings.sasl_username,
-                  sasl_plain_password=settings.sasl_password)
-    if settings.ssl_cafile:
-        kw["ssl_cafile"] = settings.ssl_cafile
-    if settings.ssl_certfile:
-        kw.update(ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile or None)
-    return kw
 
 
 def produce(settings: Any, events: Iterable[Event], *, rate: float | None = None, total: int | None = None,
