@@ -13,6 +13,7 @@ prefix                key after the prefix                   value (``state.code
 ``META``   ``b"M"``   ASCII name (``META_*`` below)          see each name
 ``POS``    ``b"P"``   position name, UTF-8 (``events/0``)    int64 (next offset)
 ``BLOB``   ``b"B"``   blob name, UTF-8                       opaque bytes
+``WINDOW`` ``b"W"``   window name, ``/``, seq (>u8)          key and payload (``state.window``)
 ====================  =====================================  ======================
 
 Internal ids are dense int64 >= 0; big-endian keys make RocksDB's byte order
@@ -38,7 +39,8 @@ INT: bytes = b"I"
 META: bytes = b"M"
 POS: bytes = b"P"
 BLOB: bytes = b"B"
-PREFIXES: tuple[bytes, ...] = (NODE, EXT, INT, META, POS, BLOB)
+WINDOW: bytes = b"W"
+PREFIXES: tuple[bytes, ...] = (NODE, EXT, INT, META, POS, BLOB, WINDOW)
 
 #: Meta record names (values: see ``GraphStore``'s opening checks).
 META_SCHEMA: bytes = META + b"schema_version"  # int64, the record format version the store was written with

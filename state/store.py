@@ -48,6 +48,7 @@ from state.affinity import ThreadPinner
 from state.cache import RowCache
 from state.gather import gather_lead
 from state.memcache import MemCache
+from state.window import RecentKeys
 from state.codecs import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
@@ -262,6 +263,7 @@ class GraphStore:
             self._db.close()
             self._db = None
             raise
+        self._windows: dict[str, RecentKeys] = {}
         self._write_opts = WriteOptions()
         self._write_opts.sync = bool(sync)
         self._ids = IdMap(self._db, next_id, id_cache_capacity or max(int(cache_capacity), int(mem_cache_capacity)))
@@ -551,6 +553,8 @@ class GraphStore:
             wb[k] = v
         for k, v in blob_items:
             wb[k] = v
+        for w in self._windows.values():
+            w.write_pending(wb)
         if len(wb):
             db.write(wb, self._write_opts)
             if self._pinner is not None:  # RocksDB starts flush and compaction threads lazily
@@ -558,7 +562,29 @@ class GraphStore:
         # only now that RocksDB has the batch: on a failed write everything stays pending
         self._rows.clear_dirty()
         self._ids.mark_committed()
+        for w in self._windows.values():
+            w.mark_committed()
         self._positions.update((name, v) for _, _, name, v in pos)
+
+    def window(self, name: str, capacity: int) -> RecentKeys:
+        """The window of recent keys ``name`` (``state.window``), read back from the store on
+        first use and written with every :meth:`commit` from then on."""
+        w = self._windows.get(name)
+        if w is None:
+            db = self._check_open()
+            w = RecentKeys(name, capacity)
+            prefix = w.prefix
+
+            def stored() -> Iterator[tuple[bytes, bytes]]:
+                for k, v in db.items(from_key=prefix):
+                    if not k.startswith(prefix):
+                        break
+                    yield k, v
+            w.load(stored())
+            self._windows[name] = w
+        elif w.capacity != capacity:
+            raise ValueError(f"window {name!r} is open with capacity {w.capacity}, asked for {capacity}")
+        return w
 
     def positions(self) -> dict[str, int]:
         """The committed input positions (a copy)."""
