@@ -98,6 +98,7 @@ def replay(settings: Settings, spec: FileSpec, *, alerts_path: str, entities_pat
     try:
         with store, open(alerts_path, "wb") as out:
             engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
+                            dedupe_window=settings.dedupe_window, dlq_raw_max_bytes=settings.dlq_raw_max_bytes,
                             commit_every=settings.commit_every)
             run = run_batches(engine, file_batches(spec, settings.batch_size), progress=progress,
                               total_events=count_rows(spec), alerts_out=out, desc="replay")
@@ -181,6 +182,7 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
     try:
         with store, open(out / "alerts.jsonl", "wb") as alerts_out:
             engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
+                            dedupe_window=settings.dedupe_window, dlq_raw_max_bytes=settings.dlq_raw_max_bytes,
                             commit_every=settings.commit_every)
             run = run_batches(engine, file_batches(spec, settings.batch_size), progress=progress,
                               total_events=count_rows(spec), alerts_out=alerts_out, desc="evaluate")

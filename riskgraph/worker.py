@@ -39,6 +39,7 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
                        direct_io=settings.store_direct_io, compaction=settings.store_compaction)
     try:
         engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
+                            dedupe_window=settings.dedupe_window, dlq_raw_max_bytes=settings.dlq_raw_max_bytes,
                         commit_every=1)
         metrics = EngineMetrics()
         if settings.metrics_port:

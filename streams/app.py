@@ -30,6 +30,7 @@ commit are shielded from cancellation), so a graceful restart duplicates nothing
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -51,6 +52,7 @@ import msgspec
 
 log = logging.getLogger("riskgraph.worker")
 _dead_enc = msgspec.json.Encoder()
+_MAX_DLQ_KEY_BYTES = 1024
 
 
 class Worker:
@@ -169,6 +171,8 @@ class Worker:
             self._remember(a.alert_id, a.score)
         for d in result.dead:
             key = msgs[d.index].key if d.index is not None else None
+            if key is not None and len(key) > _MAX_DLQ_KEY_BYTES:  # a poison key: keep the record sendable
+                key = b"sha256:" + hashlib.sha256(key).hexdigest().encode()
             futs.append(await producer.send(self.settings.dlq_topic, key, _dead_enc.encode(d), None, None, None))
         if futs:
             await asyncio.gather(*futs)  # the broker has them (acks=all) before the store commits

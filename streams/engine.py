@@ -28,12 +28,16 @@ engine per partition set, as Kafka partitions are the unit of parallelism.
 
 from __future__ import annotations
 
+import hashlib
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
+
+from msgspec.structs import replace as msgspec_replace
 
 from features.catalogue import FEATURE_NAMES, N_FEATURES
 from features.kernels import compute_features
@@ -45,7 +49,26 @@ from models.policy import AlertPolicy, alert_id
 from models.scoring import HEAD_INPUTS, BatchContext, ScoringModel, Scored
 from state.store import GraphStore
 from streams.alerts import Alert
-from streams.events import MAX_EVENT_BYTES, DeadLetter, Event, decode_batch
+from streams.events import DLQ_RAW_MAX_BYTES, MAX_EVENT_BYTES, DeadLetter, Event, decode_batch, dead_letter, encode
+
+#: Names of the store windows (``state.window``) the engine keeps.
+WINDOW_EVENT_IDS = "event_ids"
+WINDOW_ALERTS = "alerts"
+_ALERT_RECORD = struct.Struct("<dd")  # score, event time; then the model version (UTF-8)
+
+
+class AlertRecord(NamedTuple):
+    """What the engine remembers of an alert it raised (for checking feedback)."""
+
+    score: float
+    ts: float
+    model_version: str
+
+
+def event_id_key(event_id: str) -> bytes:
+    """The 16-byte key of an event id in the dedupe window (BLAKE2b: fixed size, any id length)."""
+    return hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=16,
+                           person=b"riskgraph.evid").digest()
 
 _BLOB_DETECTOR = "detector"
 _BLOB_POLICY = "policy"
@@ -89,9 +112,21 @@ class Engine:
         max_event_bytes: int = MAX_EVENT_BYTES,
         reasons_k: int = 3,
         commit_every: int = 1,
+        dedupe_window: int = 100_000,
+        alert_window: int = 100_000,
+        dlq_raw_max_bytes: int = DLQ_RAW_MAX_BYTES,
     ) -> None:
         if commit_every < 1:
             raise ValueError(f"commit_every must be >= 1, got {commit_every}")
+        for name, v in (("dedupe_window", dedupe_window), ("alert_window", alert_window),
+                        ("dlq_raw_max_bytes", dlq_raw_max_bytes)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        # a repeated event id within the window is a dead letter (its alert id would collide)
+        self._seen = store.window(WINDOW_EVENT_IDS, dedupe_window) if dedupe_window else None
+        # alerts raised, so that feedback can be checked against what this deployment sent
+        self._sent = store.window(WINDOW_ALERTS, alert_window) if alert_window else None
+        self.dlq_raw_max_bytes = dlq_raw_max_bytes
         self.store = store
         self.commit_every = commit_every
         self._uncommitted = 0  # batches processed since the last store commit
@@ -163,13 +198,19 @@ class Engine:
         t0 = time.perf_counter()
         received = time.time()
         decoded = decode_batch(
-            values, topic=topic, partition=partition, offsets=offsets, max_bytes=self.max_event_bytes
+            values, topic=topic, partition=partition, offsets=offsets, max_bytes=self.max_event_bytes,
+            raw_max_bytes=self.dlq_raw_max_bytes,
         )
         t1 = time.perf_counter()
         result = self.process_events(decoded.events, positions=positions, received_at=received, _t0=t0,
-                                     commit=commit)
-        result.index = decoded.index
-        result.dead = decoded.dead
+                                     commit=commit, _raws=values)
+        # process_events indexed the events it kept (and its duplicates) by position in
+        # decoded.events: map both back to positions in ``values``
+        result.index = [decoded.index[k] for k in result.index]
+        dups = [msgspec_replace(d, index=decoded.index[d.index], topic=topic, partition=partition,
+                                offset=None if offsets is None else int(offsets[decoded.index[d.index]]))
+                for d in result.dead]
+        result.dead = sorted(decoded.dead + dups, key=lambda d: d.index) if dups else decoded.dead
         result.timings["decode"] = t1 - t0
         return result
 
@@ -181,12 +222,21 @@ class Engine:
         received_at: float | None = None,
         commit: bool = True,
         _t0: float | None = None,
+        _raws: Sequence[bytes] | None = None,
     ) -> BatchResult:
-        """Process already validated events (file replay, simulators), in order."""
+        """Process already validated events (file replay, simulators), in order.
+
+        An event whose id is in the dedupe window (an id seen before, here or earlier in
+        the batch) is not scored: it becomes a dead letter ``duplicate_id``, and
+        ``result.index`` lists the positions (in ``events``) of those that were scored.
+        """
         self._apply_pending()
         t0 = _t0 if _t0 is not None else time.perf_counter()
         received = received_at if received_at is not None else time.time()
         events = list(events)
+        kept, dups = self._dedupe(events, received)
+        if dups:
+            events = [events[k] for k in kept]
         n = len(events)
         timings: dict[str, float] = {}
         self._uncommitted += 1
@@ -195,7 +245,7 @@ class Engine:
         if n == 0:
             if commit:
                 self.commit_if_due()
-            return BatchResult(events, [], np.zeros(0), {}, [], [], timings=timings)
+            return BatchResult(events, kept, np.zeros(0), {}, [], dups, timings=timings)
 
         ts = np.fromiter((e.ts for e in events), np.float64, n)
         amount = np.fromiter((np.nan if e.amount is None else e.amount for e in events), np.float64, n)
@@ -236,11 +286,11 @@ class Engine:
         timings["total"] = time.perf_counter() - t0
         return BatchResult(
             events=events,
-            index=list(range(n)),
+            index=kept,
             scores=scores,
             components=scored.components,
             alerts=alerts,
-            dead=[],
+            dead=dups,
             suppressed=decision.suppressed,
             timings=timings,
         )
@@ -263,9 +313,12 @@ class Engine:
                 reasons = self.policy.reasons(contrib, FEATURE_NAMES, raw[i], k=self.reasons_k)
             if scored.neighbours is not None:
                 reasons.extend(self._neighbour_reasons(scored, i, (int(src_slot[i]), int(dst_slot[i])), ev.ts))
+            aid = alert_id(ev.id, version)
+            if self._sent is not None:
+                self._sent.add(bytes.fromhex(aid), _ALERT_RECORD.pack(float(scores[i]), ev.ts) + version.encode())
             out.append(
                 Alert(
-                    alert_id=alert_id(ev.id, version),
+                    alert_id=aid,
                     event_id=ev.id,
                     ts=ev.ts,
                     src=ev.src,
@@ -281,6 +334,45 @@ class Engine:
                 )
             )
         return out
+
+    def _dedupe(self, events: list[Event], received: float) -> tuple[list[int], list[DeadLetter]]:
+        """Positions of the events to score, and dead letters for repeated ids."""
+        seen = self._seen
+        if seen is None:
+            return list(range(len(events))), []
+        kept: list[int] = []
+        dups: list[DeadLetter] = []
+        add = seen.add
+        for k, ev in enumerate(events):
+            if add(event_id_key(ev.id)):
+                kept.append(k)
+            else:
+                dups.append(dead_letter(
+                    encode(ev), f"event id {ev.id!r} was already processed (ids must be unique; this deployment "
+                    f"remembers the last {seen.capacity:,}): not scored again", "duplicate_id",
+                    index=k, received_at=received, raw_max_bytes=self.dlq_raw_max_bytes))
+        return kept, dups
+
+    def alert_record(self, alert_id_hex: str) -> AlertRecord | None:
+        """Score, event time and model version of an alert this engine raised and still
+        remembers (the last ``alert_window`` alerts, committed with the state); else None."""
+        if self._sent is None:
+            return None
+        try:
+            key = bytes.fromhex(alert_id_hex)
+        except (ValueError, TypeError):
+            return None
+        rec = self._sent.get(key)
+        if rec is None:
+            return None
+        score, ts = _ALERT_RECORD.unpack_from(rec)
+        return AlertRecord(score, ts, rec[_ALERT_RECORD.size:].decode())
+
+    def commit_state(self) -> None:
+        """Commit stream state changed outside a batch (e.g. the threshold moved by feedback)
+        now. Call it only between batches: it also commits what a batch left uncommitted."""
+        self._uncommitted = max(self._uncommitted, 1)
+        self.flush()
 
     def _neighbour_reasons(self, scored: Scored, i: int, slots: tuple[int, int], ts: float) -> list[dict]:
         """The temporal neighbours that carried the most attention, for each end of event i."""

@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from typing import Annotated, Any, Iterable, Mapping, Sequence
@@ -33,6 +34,11 @@ TS_MIN: float = 0.0
 TS_MAX: float = 4102444800.0
 #: Largest accepted encoded event, in bytes.
 MAX_EVENT_BYTES: int = 16 * 1024
+
+#: Raw bytes a dead letter keeps by default. A poison record can be as large as the
+#: broker allows; its dead letter must stay far below the producer's request limit
+#: (base64 in JSON adds a third), or sending it fails and the partition is stuck.
+DLQ_RAW_MAX_BYTES: int = 4096
 
 #: Largest accepted |amount|: keeps float32 neighbour rings and decayed sums finite.
 AMOUNT_MAX: float = 1e15
@@ -58,7 +64,7 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 class DeadLetter(msgspec.Struct, frozen=True, omit_defaults=True):
     """A record that could not be accepted, with the reason and where it came from."""
 
-    raw: bytes  # the record exactly as received (base64 in JSON)
+    raw: bytes  # the record as received (base64 in JSON), its first ``raw_max_bytes`` when longer
     reason: str  # human-readable, names the field when there is one
     category: str  # one of CATEGORIES
     topic: str | None = None
@@ -66,6 +72,8 @@ class DeadLetter(msgspec.Struct, frozen=True, omit_defaults=True):
     offset: int | None = None
     index: int | None = None  # position within the batch or the file row number
     received_at: float = 0.0
+    raw_size: int | None = None  # the record's full size in bytes, when ``raw`` holds only its head
+    raw_sha256: str | None = None  # hex SHA-256 of the full record, when ``raw`` holds only its head
 
 
 CATEGORIES = (
@@ -77,7 +85,26 @@ CATEGORIES = (
     "ts_out_of_range",
     "non_finite",
     "invalid_value",
+    "duplicate_id",  # an event id already processed (within the engine's dedupe window)
 )
+
+
+def dead_letter(raw: bytes | None, reason: str, category: str, *, raw_max_bytes: int = DLQ_RAW_MAX_BYTES,
+                **where: Any) -> DeadLetter:
+    """A dead letter whose size is bounded whatever the record's: up to ``raw_max_bytes``
+    of it are kept as they are; past that, its head, full size and SHA-256.
+
+    >>> d = dead_letter(b"x" * 10_000, "too big", "oversized", raw_max_bytes=8, offset=7)
+    >>> d.raw, d.raw_size, d.raw_sha256[:12], d.offset
+    (b'xxxxxxxx', 10000, 'e4ee97ec2527', 7)
+    >>> dead_letter(b"{", "bad", "malformed_json").raw_size is None
+    True
+    """
+    raw = bytes(raw or b"")
+    if len(raw) <= raw_max_bytes:
+        return DeadLetter(raw=raw, reason=reason, category=category, **where)
+    return DeadLetter(raw=raw[:raw_max_bytes], reason=reason, category=category, raw_size=len(raw),
+                      raw_sha256=hashlib.sha256(raw).hexdigest(), **where)
 
 
 class EventError(ValueError):
@@ -150,6 +177,7 @@ def decode_batch(
     partition: int | None = None,
     offsets: Sequence[int] | None = None,
     max_bytes: int = MAX_EVENT_BYTES,
+    raw_max_bytes: int = DLQ_RAW_MAX_BYTES,
 ) -> DecodedBatch:
     """Decode a micro-batch; invalid records become dead letters, never exceptions.
 
@@ -168,13 +196,13 @@ def decode_batch(
                 f"record of {len(raw)} bytes exceeds the {max_bytes}-byte limit"
             )
             cat = "malformed_json" if raw is None else "oversized"
-            dead.append(_dead(raw or b"", reason, cat, topic, partition, offsets, i))
+            dead.append(_dead(raw or b"", reason, cat, topic, partition, offsets, i, raw_max_bytes))
             continue
         try:
             ev = decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             msg = str(exc)
-            dead.append(_dead(raw, msg, _classify(msg, exc), topic, partition, offsets, i))
+            dead.append(_dead(raw, msg, _classify(msg, exc), topic, partition, offsets, i, raw_max_bytes))
             continue
         events.append(ev)
         index.append(i)
@@ -182,11 +210,9 @@ def decode_batch(
 
 
 def _dead(raw: bytes, reason: str, category: str, topic: str | None, partition: int | None,
-          offsets: Sequence[int] | None, i: int) -> DeadLetter:
-    return DeadLetter(
-        raw=bytes(raw), reason=reason, category=category, topic=topic, partition=partition,
-        offset=None if offsets is None else int(offsets[i]), index=i, received_at=time.time(),
-    )
+          offsets: Sequence[int] | None, i: int, raw_max_bytes: int = DLQ_RAW_MAX_BYTES) -> DeadLetter:
+    return dead_letter(raw, reason, category, raw_max_bytes=raw_max_bytes, topic=topic, partition=partition,
+                       offset=None if offsets is None else int(offsets[i]), index=i, received_at=time.time())
 
 
 def from_mapping(row: Mapping[str, Any]) -> Event:

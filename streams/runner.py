@@ -111,16 +111,19 @@ def run_batches(
             sizes.append(n)
             secs.append(t1 - t0)
             wall.append(t1 - start)
-            ids.extend(e.id for e in b.events)
-            ts_parts.append(np.fromiter((e.ts for e in b.events), np.float64, n))
-            labels.extend(-1 if e.label is None else e.label for e in b.events)
+            # r.events: the events scored (a repeated id is a dead letter instead), r.index their
+            # positions in b.events
+            ids.extend(e.id for e in r.events)
+            ts_parts.append(np.fromiter((e.ts for e in r.events), np.float64, n))
+            labels.extend(-1 if e.label is None else e.label for e in r.events)
             tl = b.extras.get("typology")
-            typ.extend(tl if tl is not None else [None] * n)
+            typ.extend([tl[k] for k in r.index] if tl is not None else [None] * n)
             score_parts.append(r.scores)
             for k, v in r.components.items():
                 comp_parts.setdefault(k, []).append(v)
             alerts.extend(r.alerts)
             dead.extend(b.dead)
+            dead.extend(r.dead)
             suppressed += r.suppressed
             if alerts_out is not None:
                 for a in r.alerts:
