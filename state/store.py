@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import re
 import shutil
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
@@ -178,8 +179,71 @@ def open_db(path: str, create: bool, block_cache_mb: int, compression: str = "no
     RocksDB's default 8 MB one (and the compression by the one the store was created
     with). Naming the default column family's options makes ours apply on every open.
     """
+    check_store_dir(path)
     opts = _db_options(create, block_cache_mb, compression, direct_io, compaction)
-    return Rdict(path, opts, column_families={"default": opts})
+    try:
+        return Rdict(path, opts, column_families={"default": opts})
+    except Exception as exc:  # rocksdict raises a bare Exception carrying RocksDB's status text
+        raise _open_error(path, exc) from None
+
+
+class StoreOpenError(ValueError):
+    """The store directory cannot be opened; the message says why and what to do."""
+
+
+class StoreLockedError(StoreOpenError):
+    """Another process (or another store in this one) has the directory open."""
+
+
+class StoreCorruptError(StoreOpenError):
+    """RocksDB found the directory's files damaged."""
+
+
+#: names RocksDB, rocksdict and riskgraph put into a store directory (the worker keeps
+#: Faust's data and analyst feedback there too)
+_STORE_NAME = re.compile(r"^(CURRENT|IDENTITY|LOCK|LOG(\.old\.\d+)?|MANIFEST-\d+|OPTIONS-\d+(\.dbtmp)?|"
+                         r"\d+\.(log|sst|blob|dbtmp)|rocksdict-config\.json|faust|feedback\.jsonl)$")
+
+
+def check_store_dir(path: str) -> None:
+    """Refuse a path that is not a directory, or a directory with files but no RocksDB database.
+
+    A missing or empty directory is fine (the store is created there); so are dot-files. A
+    directory of someone's other files is refused rather than silently turned into a store.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "x.csv").write_text("a,b")
+    >>> check_store_dir(str(d))
+    Traceback (most recent call last):
+    ...
+    state.store.StoreOpenError: ... is not a state directory: it holds x.csv and no RocksDB database; give --state an empty or new directory
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise StoreOpenError(f"{path!r} is a file, not a state directory; give --state a directory (new or empty "
+                             "to start a store)")
+    if not os.path.isdir(path) or os.path.exists(os.path.join(path, "CURRENT")):
+        return
+    foreign = sorted(n for n in os.listdir(path) if not n.startswith(".") and not _STORE_NAME.match(n))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise StoreOpenError(f"{path!r} is not a state directory: it holds {shown} and no RocksDB database; "
+                             "give --state an empty or new directory")
+
+
+def _open_error(path: str, exc: Exception) -> StoreOpenError:
+    """One clear error for RocksDB's refusal to open ``path`` (its status text kept at the end)."""
+    msg = " ".join(str(exc).split())  # RocksDB's text may span lines: the error stays one line
+    if "lock" in msg.lower() and ("LOCK" in msg or "Resource temporarily unavailable" in msg):
+        return StoreLockedError(
+            f"state directory {path!r} is in use by another process (RocksDB holds its LOCK): stop the other "
+            f"replay or worker, or use another --state directory (RocksDB: {msg})")
+    if msg.startswith("Corruption") or "corrupt" in msg.lower():
+        return StoreCorruptError(
+            f"state directory {path!r} is corrupt: restore it from a checkpoint, or move it away to start a new "
+            f"store (RocksDB: {msg})")
+    if "does not exist" in msg and "create_if_missing" in msg:
+        return StoreOpenError(f"no graph store at {path!r} (RocksDB: {msg})")
+    return StoreOpenError(f"cannot open state directory {path!r} (RocksDB: {msg})")
 
 
 class StoreMismatchError(ValueError):
@@ -259,9 +323,11 @@ class GraphStore:
         try:
             next_id = self._open_meta()
             self._positions = self._read_positions()
-        except BaseException:
+        except BaseException as exc:
             self._db.close()
             self._db = None
+            if type(exc) is Exception:  # rocksdict's: e.g. a damaged block of the meta records
+                raise _open_error(self.path, exc) from None
             raise
         self._windows: dict[str, RecentKeys] = {}
         self._write_opts = WriteOptions()
