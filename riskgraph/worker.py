@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from prometheus_client import start_http_server
 
@@ -17,19 +18,21 @@ from riskgraph.settings import Settings
 
 
 def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
-    import faust
-
     from models.artifact import load_model
     from state.store import GraphStore
     from streams.app import Worker
     from streams.engine import Engine
     from streams.kafka_io import ensure_topics
+    from streams.logs import RateLimitedWorker, rate_limit_handlers
     from streams.metrics import EngineMetrics
 
     use_event_loop(settings.event_loop)
     logging.basicConfig(level=getattr(logging, loglevel.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rate_limit_handlers(logging.getLogger())
     model = load_scoring_model(settings)
+    metrics = EngineMetrics()
+    start_metrics_server(settings, metrics.registry)  # a port in use fails here, before the broker is asked
     created = ensure_topics(settings)
     if created:
         print(f"riskgraph worker: created topics {', '.join(created)}", file=sys.stderr)
@@ -41,20 +44,35 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
         engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
                             dedupe_window=settings.dedupe_window, dlq_raw_max_bytes=settings.dlq_raw_max_bytes,
                         commit_every=1)
-        metrics = EngineMetrics()
-        if settings.metrics_port:
-            start_http_server(settings.metrics_port, addr="0.0.0.0", registry=metrics.registry)
         worker = Worker(settings, engine, metrics, model_loader=load_model)
         print(f"riskgraph worker: model {model.version}, state {settings.state_dir}, "
               f"broker {settings.broker}, topics {settings.events_topic} -> {settings.alerts_topic} "
-              f"(dead letters: {settings.dlq_topic}), metrics :{settings.metrics_port or 'off'}"
+              f"(dead letters: {settings.dlq_topic}), metrics "
+              + (f"{settings.metrics_host}:{settings.metrics_port}" if settings.metrics_port else "off")
               + (f", scoring thread on CPU {settings.scoring_cpu}" if store.pinning else ""),
               file=sys.stderr, flush=True)
         quiet_gc()
-        faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+        RateLimitedWorker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:
         store.close()  # the engine committed every delivered batch; nothing else is pending
     return 0
+
+
+def start_metrics_server(settings: Settings, registry: Any) -> None:
+    """Serve ``/metrics`` on ``settings.metrics_host:metrics_port`` (nothing when the port is 0).
+
+    A port another process listens on, or a host that is not an address of this machine,
+    is a ValueError naming the setting to change, not an OSError traceback.
+    """
+    if not settings.metrics_port:
+        return
+    try:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot serve /metrics on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{exc.strerror or exc}; choose a free port with --metrics-port or RISKGRAPH_METRICS_PORT "
+            "(0 turns /metrics off), or an address of this host with RISKGRAPH_METRICS_HOST") from None
 
 
 def quiet_gc() -> None:

@@ -33,6 +33,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -41,7 +42,8 @@ import faust
 from faust.types import TP
 
 from streams.security import faust_credentials
-from streams.batching import BatchTopic, ack_all, install_fast_handoff, next_batch, set_fetch_max_wait
+from streams.batching import (BatchTopic, ack_all, check_private_members, install_fast_handoff, next_batch,
+                              set_fetch_max_wait)
 from streams.alerts import encode_alert
 from streams.feedback import FeedbackIntake
 from streams.engine import BatchResult, Engine
@@ -53,6 +55,31 @@ import msgspec
 log = logging.getLogger("riskgraph.worker")
 _dead_enc = msgspec.json.Encoder()
 _MAX_DLQ_KEY_BYTES = 1024
+
+
+def group_instance_id(settings: Any) -> str | None:
+    """The static group membership id (``group_instance_id``): None when "off".
+
+    "auto" names the member after the app id, the host and the state directory: a state
+    directory belongs to one worker, so a worker restarted on it is the same member and
+    the broker gives its partitions back at once, instead of after the dead member's
+    session times out.
+
+    >>> from riskgraph.settings import Settings
+    >>> group_instance_id(Settings(group_instance_id="off")) is None
+    True
+    >>> group_instance_id(Settings(group_instance_id="w1"))
+    'w1'
+    >>> group_instance_id(Settings(app_id="rg")).startswith("rg-")
+    True
+    """
+    gid = settings.group_instance_id.strip()
+    if gid.lower() == "off":
+        return None
+    if gid.lower() != "auto":
+        return gid
+    where = f"{socket.gethostname()}:{os.path.abspath(settings.state_dir)}"
+    return f"{settings.app_id}-{socket.gethostname()[:40]}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
 class Worker:
@@ -67,6 +94,12 @@ class Worker:
         self._model_stamp = self._artifact_stamp()
         self.feedback = FeedbackIntake(settings, engine, metrics, send_dead=self._send_dead)
         self._positions = dict(engine.store.positions())
+        # one batch or one feedback update at a time: feedback commits the policy state, which
+        # must not happen while a batch waits for its alerts' acknowledgements (its rows and
+        # position would be committed before the alerts are safe)
+        self.engine_lock = asyncio.Lock()
+        for problem in check_private_members():
+            log.warning("riskgraph worker: %s; the consumer hand-off may not work as tested", problem)
         self.app = faust.App(
             settings.app_id,
             broker=settings.broker,
@@ -82,6 +115,9 @@ class Worker:
             stream_buffer_maxsize=max(4 * settings.batch_size, 4096),
             datadir=str(Path(settings.state_dir) / "faust"),  # not ./{app_id}-data in the working directory
             consumer_max_fetch_size=settings.fetch_max_bytes,
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+            consumer_group_instance_id=group_instance_id(settings),
         )
         s = settings
         if s.consume not in ("batch", "stream"):
@@ -144,7 +180,12 @@ class Worker:
             raise
 
     async def _handle(self, tp: TP, msgs: list[Any]) -> None:
+        async with self.engine_lock:
+            await self._handle_locked(tp, msgs)
+
+    async def _handle_locked(self, tp: TP, msgs: list[Any]) -> None:
         key = f"{tp.topic}/{tp.partition}"
+        known = key in self._positions
         start = self._positions.get(key, 0)
         fresh = [m for m in msgs if m.offset >= start]
         skipped = len(msgs) - len(fresh)
@@ -152,6 +193,7 @@ class Worker:
             self.metrics.events.labels(outcome="skipped_replayed").inc(skipped)
         if not fresh:
             return
+        self._check_gaps(tp, fresh, start if known else fresh[0].offset)
         t0 = time.perf_counter()
         next_pos = fresh[-1].offset + 1
         result = self.engine.process([m.value for m in fresh], topic=tp.topic, partition=tp.partition,
@@ -161,6 +203,20 @@ class Worker:
         self.engine.flush()
         self._positions[key] = next_pos
         self._observe(result, fresh, tp, time.perf_counter() - t0)
+
+    def _check_gaps(self, tp: TP, msgs: list[Any], expected: int) -> None:
+        """Count and report offsets between ``expected`` and the batch's last that never came."""
+        missing, first_gap, prev = 0, None, expected - 1
+        for m in msgs:
+            if m.offset > prev + 1:
+                missing += m.offset - prev - 1
+                first_gap = first_gap or (prev + 1, m.offset)
+            prev = m.offset
+        if missing:
+            self.metrics.offset_gaps.labels(topic=tp.topic, partition=str(tp.partition)).inc(missing)
+            log.warning("%s/%d: %d offsets never reached the engine (first: %d..%d); expected only for "
+                        "transactional producers or compacted topics", tp.topic, tp.partition, missing,
+                        first_gap[0], first_gap[1] - 1)
 
     async def _emit(self, result: BatchResult, msgs: list[Any]) -> None:
         producer = self.app.producer

@@ -23,6 +23,19 @@ messages, the producer -- and replaces only the per-record consumption:
 Messages fetched before a rebalance (another consumer generation) are dropped
 unacknowledged: Kafka delivers them again from the committed offset.
 
+**Back-pressure.** The conductor puts a message into the channel queue without waiting
+while the queue has room; when it is full (a scorer slower than the fetcher), it awaits
+``Topic.put``, which Faust only allows on a topic that a ``Stream`` iterates and which
+otherwise raises -- inside a task whose exception nobody reads, so the record was
+dropped, later records of the partition moved the store's position past it, and a
+restart skipped it. :meth:`BatchTopic.put` waits for room instead: the consumer's
+hand-off blocks, the partition's fetching pauses, and nothing is dropped.
+
+This module is the one place riskgraph uses members of Faust, mode and aiokafka that are
+not their public API (:data:`PRIVATE_MEMBERS`). They were checked against the versions in
+:data:`CHECKED_VERSIONS` (``constraints.txt``); ``tests/streams/test_streams_batching.py``
+fails when an installed version differs or a member is gone, and the worker warns at start.
+
 :func:`install_fast_handoff` removes the other per-record cost left: Faust's consumer
 hands each record to the conductor through ``wait_first(callback(message),
 suspend_flow.wait())`` -- four tasks and an ``asyncio.wait`` per record, so that a
@@ -48,7 +61,68 @@ import faust
 
 from mode.services import Service, WaitResults
 
-__all__ = ["BatchTopic", "ack_all", "install_fast_handoff", "next_batch", "set_fetch_max_wait"]
+__all__ = ["BatchTopic", "CHECKED_VERSIONS", "PRIVATE_MEMBERS", "ack_all", "check_private_members",
+           "install_fast_handoff", "next_batch", "set_fetch_max_wait"]
+
+#: The versions this module's use of private members was checked against.
+CHECKED_VERSIONS: dict[str, str] = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
+
+#: What this module relies on that is not public API, and why.
+PRIVATE_MEMBERS: tuple[tuple[str, str], ...] = (
+    ("faust.Topic._compile_decode", "BatchTopic keeps its own decode (raw Message into the queue)"),
+    ("faust.Topic.put", "the conductor awaits it when the channel queue is full: BatchTopic.put waits for room"),
+    ("faust.transport.consumer.Consumer._drain_messages", "calls self.wait_first(callback(message), "
+     "suspend_flow.wait()) per record: the fast hand-off replaces wait_first"),
+    ("faust.transport.consumer.Consumer.suspend_flow", "set during a rebalance: the fast hand-off's guard"),
+    ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer",
+     "wrapped to set the fetch wait before the aiokafka consumer starts"),
+    ("aiokafka.AIOKafkaConsumer._fetch_max_wait_ms", "the fetch wait the fetcher reads at start"),
+)
+
+
+def check_private_members() -> list[str]:
+    """Problems with the private members and versions this module relies on (empty: none).
+
+    >>> check_private_members()
+    []
+    """
+    from importlib import metadata
+
+    import aiokafka
+    import faust.transport.consumer
+    import faust.transport.drivers.aiokafka
+
+    problems = []
+    for dist, want in CHECKED_VERSIONS.items():
+        try:
+            have = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            have = "not installed"
+        if have != want:
+            problems.append(f"{dist} {have} (streams/batching.py was checked against {want})")
+    checks = {
+        "faust.Topic._compile_decode": hasattr(faust.Topic, "_compile_decode"),
+        "faust.Topic.put": hasattr(faust.Topic, "put"),
+        "faust.transport.consumer.Consumer._drain_messages":
+            "self.wait_first(" in _source(faust.transport.consumer.Consumer, "_drain_messages"),
+        "faust.transport.consumer.Consumer.suspend_flow":
+            "suspend_flow" in _source(faust.transport.consumer.Consumer, "__init__"),
+        "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer":
+            hasattr(faust.transport.drivers.aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer"),
+        "aiokafka.AIOKafkaConsumer._fetch_max_wait_ms":
+            "self._fetch_max_wait_ms" in _source(aiokafka.AIOKafkaConsumer, "__init__"),
+    }
+    problems.extend(f"{name} is gone or changed" for name, ok in checks.items() if not ok)
+    return problems
+
+
+def _source(cls: type, name: str) -> str:
+    import inspect
+
+    try:
+        return inspect.getsource(getattr(cls, name))
+    except (AttributeError, OSError, TypeError):
+        return ""
 
 
 class BatchTopic(faust.Topic):
@@ -60,6 +134,10 @@ class BatchTopic(faust.Topic):
 
     async def decode(self, message: Any, *, propagate: bool = False) -> Any:  # noqa: D102
         return message
+
+    async def put(self, event: Any) -> None:
+        """Wait for room in the channel queue, then enqueue (the conductor's full-queue path)."""
+        await self.queue.put(event)
 
 
 async def next_batch(queue: asyncio.Queue, max_: int, *, within: float) -> list[Any]:

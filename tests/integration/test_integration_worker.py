@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -29,6 +30,7 @@ from kafka import KafkaProducer
 
 from riskgraph.broker import free_ports
 from riskgraph.cli import main as cli_main
+from riskgraph.settings import Settings
 from simulators.transactions import SimConfig, SimResult, simulate, write_events
 from state.store import GraphStore
 from streams.alerts import Alert, decode_alert
@@ -236,7 +238,12 @@ def test_malformed_records_are_dead_lettered_once_with_reason_and_offset(stream_
     for rec, d in letters:
         value, category = r.bad_at[d.offset]
         assert d.category == category, (value, d.reason)
-        assert d.raw == (value or b"")
+        value = value or b""
+        if len(value) <= Settings().dlq_raw_max_bytes:
+            assert d.raw == value and d.raw_size is None
+        else:  # bounded: the head, the full size and the digest
+            assert d.raw == value[:Settings().dlq_raw_max_bytes] and d.raw_size == len(value)
+            assert d.raw_sha256 == hashlib.sha256(value).hexdigest()
         assert d.reason
         assert (d.topic, d.partition) == (r.cfg.events_topic, 0)
         assert rec.key == r.records[d.offset][0]  # keyed like the original record

@@ -16,6 +16,9 @@ import faust
 import pytest
 from mode import Service
 
+from pathlib import Path
+
+from streams.batching import CHECKED_VERSIONS, check_private_members
 from streams.batching import BatchTopic, _fast_wait_first, _Resumed, install_fast_handoff, next_batch, set_fetch_max_wait
 
 
@@ -197,6 +200,9 @@ def test_a_callback_error_propagates_from_the_fast_path() -> None:
 # -- wiring on a real Faust app --------------------------------------------------------------
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def _app() -> faust.App:
     return faust.App("batching-test", broker="kafka://127.0.0.1:1", web_enabled=False, store="memory://")
 
@@ -232,3 +238,34 @@ def test_batch_topic_hands_over_the_raw_message() -> None:
         return await topic.decode(sentinel) is sentinel
 
     assert run(main())
+
+
+def test_batch_topic_put_waits_for_room_instead_of_raising() -> None:
+    """The conductor's path for a full channel queue: it must wait (back-pressure), not raise
+    'Cannot put on Topic channel before aiter' and drop the record."""
+    async def main():
+        app = _app()
+        app.flow_control.resume()  # as after a partition assignment
+        topic = BatchTopic(app, topics=["t"], maxsize=2)
+        queue = topic.queue
+        queue.put_nowait("m0")
+        queue.put_nowait("m1")
+        assert queue.full()
+        put = asyncio.ensure_future(topic.put("m2"))
+        await asyncio.sleep(0.05)
+        blocked = not put.done()
+        got = [queue.get_nowait()]  # the engine takes one: room for the waiting record
+        await asyncio.wait_for(put, 1.0)
+        got += [queue.get_nowait(), queue.get_nowait()]
+        return blocked, got
+
+    assert run(main()) == (True, ["m0", "m1", "m2"])
+
+
+def test_the_private_members_relied_on_are_there_in_the_checked_versions() -> None:
+    """Fails loudly on a Faust, mode or aiokafka upgrade: re-check streams/batching.py against the
+    new version (PRIVATE_MEMBERS says what each use is for), then update CHECKED_VERSIONS."""
+    assert check_private_members() == []
+    pinned = dict(line.strip().split("==") for line in open(REPO / "constraints.txt") if "==" in line)
+    for dist, version in CHECKED_VERSIONS.items():
+        assert pinned.get(dist) == version, f"constraints.txt pins {dist} {pinned.get(dist)}, checked {version}"
