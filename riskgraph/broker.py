@@ -14,7 +14,20 @@ Traceback (most recent call last):
 ...
 ValueError: port and controller_port must differ, both are 9092
 >>> BrokerStatus.parse("running pid=42 bootstrap=127.0.0.1:9092 data_dir=/d version=4.4.0")
-BrokerStatus(running=True, bootstrap='127.0.0.1:9092', data_dir=PosixPath('/d'), version='4.4.0', pid=42)
+BrokerStatus(running=True, bootstrap='127.0.0.1:9092', data_dir=PosixPath('/d'), version='4.4.0', pid=42, listeners={}, sasl_user='')
+
+``secure=True`` adds SASL_SSL, SSL (client certificate required) and SASL_PLAINTEXT
+listeners next to the PLAINTEXT one, with a CA and certificates made at start-up and one
+SASL user (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); :meth:`LocalBroker.client_env` gives the
+``RISKGRAPH_*`` settings that reach one of them:
+
+>>> s = LocalBroker("/tmp/rg-kafka-doc", port=19092, controller_port=19093, secure=True,
+...                 sasl_ssl_port=19094, ssl_port=19095, sasl_plaintext_port=19096)
+>>> s.listeners
+{'PLAINTEXT': '127.0.0.1:19092', 'SASL_SSL': '127.0.0.1:19094', 'SSL': '127.0.0.1:19095', 'SASL_PLAINTEXT': '127.0.0.1:19096'}
+>>> BrokerStatus.parse("running pid=7 bootstrap=127.0.0.1:9092 data_dir=/d version=4.4.0 "
+...                    "sasl_ssl=127.0.0.1:9094 ssl=127.0.0.1:9095 sasl_plaintext=127.0.0.1:9096 sasl_user=rg").listeners
+{'SASL_SSL': '127.0.0.1:9094', 'SSL': '127.0.0.1:9095', 'SASL_PLAINTEXT': '127.0.0.1:9096'}
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ import os
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Sequence
@@ -34,6 +47,10 @@ DEFAULT_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 DEFAULT_START_TIMEOUT_S = 90.0
 DEFAULT_STOP_TIMEOUT_S = 30.0
+DEFAULT_SASL_SSL_PORT = 9094
+DEFAULT_SSL_PORT = 9095
+DEFAULT_SASL_PLAINTEXT_PORT = 9096
+SECURE_LISTENERS = ("SASL_SSL", "SSL", "SASL_PLAINTEXT")  # what --secure adds, in kafka.sh's order
 HOME_ENV = "RISKGRAPH_KAFKA_HOME"  # a directory holding kafka.sh, pom.xml, server.properties
 
 # kafka.sh's exit code for "status: not running" (LSB convention).
@@ -89,6 +106,8 @@ class BrokerStatus:
     data_dir: Path
     version: str
     pid: int | None = None
+    listeners: dict[str, str] = field(default_factory=dict)  # secured listener name -> host:port
+    sasl_user: str = ""  # the SASL user of a secured broker
 
     @classmethod
     def parse(cls, line: str) -> "BrokerStatus":
@@ -104,6 +123,8 @@ class BrokerStatus:
                 data_dir=Path(kv["data_dir"]),
                 version=kv.get("version", ""),
                 pid=int(kv["pid"]) if "pid" in kv else None,
+                listeners={name: kv[name.lower()] for name in SECURE_LISTENERS if name.lower() in kv},
+                sasl_user=kv.get("sasl_user", ""),
             )
         except (KeyError, ValueError) as exc:
             raise BrokerError(f"unexpected status line from kafka.sh: {line!r}") from exc
@@ -121,6 +142,11 @@ class LocalBroker:
 
     ``python`` is the interpreter kafka.sh uses for its readiness probe (it needs
     kafka-python); by default the one running this code.
+
+    ``secure=True``: also the SASL_SSL, SSL and SASL_PLAINTEXT listeners (kafka.sh
+    ``--secure``) on their ports; ``sasl_user``/``sasl_password`` choose the one SASL user
+    when the storage is first formatted (default ``riskgraph`` and a random password; read
+    them back with :meth:`sasl_credentials`).
     """
 
     def __init__(
@@ -132,11 +158,26 @@ class LocalBroker:
         heap: str = "512m",
         python: str | None = None,
         home: str | os.PathLike[str] | None = None,
+        secure: bool = False,
+        sasl_ssl_port: int = DEFAULT_SASL_SSL_PORT,
+        ssl_port: int = DEFAULT_SSL_PORT,
+        sasl_plaintext_port: int = DEFAULT_SASL_PLAINTEXT_PORT,
+        sasl_user: str | None = None,
+        sasl_password: str | None = None,
     ) -> None:
         _check_port("port", port)
         _check_port("controller_port", controller_port)
         if port == controller_port:
             raise ValueError(f"port and controller_port must differ, both are {port}")
+        if secure:
+            ports = {"port": port, "controller_port": controller_port, "sasl_ssl_port": sasl_ssl_port,
+                     "ssl_port": ssl_port, "sasl_plaintext_port": sasl_plaintext_port}
+            for name, value in ports.items():
+                _check_port(name, value)
+            if len(set(ports.values())) != len(ports):
+                raise ValueError(f"the five ports of a secure broker must differ, got {ports}")
+        elif sasl_user is not None or sasl_password is not None:
+            raise ValueError("sasl_user and sasl_password need secure=True")
         if not heap or not heap[:-1].isdigit() or heap[-1].lower() not in "kmg":
             raise ValueError(f"heap must look like '512m' or '1g', got {heap!r}")
         self._home = Path(home) if home is not None else None
@@ -145,6 +186,9 @@ class LocalBroker:
         self.controller_port = controller_port
         self.heap = heap
         self.python = python or sys.executable
+        self.secure = secure
+        self.sasl_ssl_port, self.ssl_port, self.sasl_plaintext_port = sasl_ssl_port, ssl_port, sasl_plaintext_port
+        self._sasl_user, self._sasl_password = sasl_user, sasl_password
 
     @property
     def bootstrap(self) -> str:
@@ -152,8 +196,54 @@ class LocalBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def listeners(self) -> dict[str, str]:
+        """Listener name (= its security protocol) -> ``host:port``; PLAINTEXT alone unless secure."""
+        out = {"PLAINTEXT": self.bootstrap}
+        if self.secure:
+            out.update(SASL_SSL=f"127.0.0.1:{self.sasl_ssl_port}", SSL=f"127.0.0.1:{self.ssl_port}",
+                       SASL_PLAINTEXT=f"127.0.0.1:{self.sasl_plaintext_port}")
+        return out
+
+    @property
     def home(self) -> Path:
         return self._home if self._home is not None else kafka_home()
+
+    def _data_dir(self) -> Path:
+        return self.data_dir if self.data_dir is not None else self.status().data_dir
+
+    @property
+    def tls_dir(self) -> Path:
+        """``<data dir>/tls``: ca.pem, client.pem and client.key of a secure broker."""
+        return self._data_dir() / "tls"
+
+    def sasl_credentials(self) -> tuple[str, str]:
+        """(user, password) of a secure broker, as its storage was formatted with."""
+        path = self._data_dir() / "sasl.credentials"
+        try:
+            kv = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        except FileNotFoundError:
+            raise BrokerError(f"no {path}: this broker was never started with secure=True (--secure)") from None
+        return kv["user"], kv["password"]
+
+    def client_env(self, protocol: str, mechanism: str = "SCRAM-SHA-256", *,
+                   password: str | None = None) -> dict[str, str]:
+        """The ``RISKGRAPH_*`` settings that reach this broker's ``protocol`` listener: the
+        SASL user (``password`` overrides its password: for tests of a wrong one) with
+        ``mechanism`` on SASL listeners, the CA on TLS ones, the client certificate on SSL."""
+        protocol = protocol.upper()
+        if protocol not in self.listeners:
+            raise ValueError(f"no {protocol} listener on this broker (has {', '.join(self.listeners)})")
+        env = {"RISKGRAPH_BROKER": f"kafka://{self.listeners[protocol]}", "RISKGRAPH_SECURITY_PROTOCOL": protocol}
+        if protocol.startswith("SASL_"):
+            user, stored = self.sasl_credentials()
+            env.update(RISKGRAPH_SASL_MECHANISM=mechanism, RISKGRAPH_SASL_USERNAME=user,
+                       RISKGRAPH_SASL_PASSWORD=stored if password is None else password)
+        if protocol in ("SSL", "SASL_SSL"):
+            env["RISKGRAPH_SSL_CAFILE"] = str(self.tls_dir / "ca.pem")
+        if protocol == "SSL":
+            env.update(RISKGRAPH_SSL_CERTFILE=str(self.tls_dir / "client.pem"),
+                       RISKGRAPH_SSL_KEYFILE=str(self.tls_dir / "client.key"))
+        return env
 
     def ensure_jars(self) -> Path:
         """Fetch the pinned Kafka jars with Maven unless present; return the lib directory."""
@@ -210,7 +300,17 @@ class LocalBroker:
                 "--controller-port", str(self.controller_port)]
         if self.data_dir is not None:
             argv += ["--data-dir", str(self.data_dir)]
-        env = dict(os.environ, KAFKA_PYTHON=self.python, KAFKA_HEAP=self.heap)
+        if self.secure:
+            argv += ["--secure", "--sasl-ssl-port", str(self.sasl_ssl_port), "--ssl-port", str(self.ssl_port),
+                     "--sasl-plaintext-port", str(self.sasl_plaintext_port)]
+        # The environment must not choose what the arguments leave out (kafka.sh reads both).
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("KAFKA_SECURE", "KAFKA_SCRAM_USER", "KAFKA_SCRAM_PASSWORD")}
+        env.update(KAFKA_PYTHON=self.python, KAFKA_HEAP=self.heap)
+        if self._sasl_user is not None:
+            env["KAFKA_SCRAM_USER"] = self._sasl_user
+        if self._sasl_password is not None:
+            env["KAFKA_SCRAM_PASSWORD"] = self._sasl_password
         if stop_timeout is not None:
             env["KAFKA_STOP_TIMEOUT"] = str(stop_timeout)
         try:
@@ -238,10 +338,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_START_TIMEOUT_S,
                         help="seconds to wait for the broker to answer on up (default %(default)s)")
     parser.add_argument("--heap", default="512m", help="JVM max heap (default %(default)s)")
+    parser.add_argument("--secure", action="store_true",
+                        help="also SASL_SSL, SSL (client certificate) and SASL_PLAINTEXT listeners, with "
+                             "certificates and a SASL user made in the data dir (see deploy/kafka/kafka.sh --help)")
+    parser.add_argument("--sasl-ssl-port", type=int, default=DEFAULT_SASL_SSL_PORT,
+                        help="with --secure: SASL_SSL port (default %(default)s)")
+    parser.add_argument("--ssl-port", type=int, default=DEFAULT_SSL_PORT,
+                        help="with --secure: SSL port (default %(default)s)")
+    parser.add_argument("--sasl-plaintext-port", type=int, default=DEFAULT_SASL_PLAINTEXT_PORT,
+                        help="with --secure: SASL_PLAINTEXT port (default %(default)s)")
     args = parser.parse_args(argv)
     try:
         broker = LocalBroker(args.data_dir, port=args.port, controller_port=args.controller_port,
-                             heap=args.heap)
+                             heap=args.heap, secure=args.secure, sasl_ssl_port=args.sasl_ssl_port,
+                             ssl_port=args.ssl_port, sasl_plaintext_port=args.sasl_plaintext_port)
         if args.command == "jars":
             print(f"Kafka jars in {broker.ensure_jars()}")
             return 0
@@ -256,7 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"riskgraph kafka {args.command}: {exc}", file=sys.stderr)
         return 1
     state = f"running pid={st.pid}" if st.running else "stopped"
-    print(f"kafka {st.version} {state} bootstrap={st.bootstrap} data_dir={st.data_dir}")
+    extra = "".join(f" {name.lower()}={addr}" for name, addr in st.listeners.items())
+    if st.sasl_user:
+        extra += f" sasl_user={st.sasl_user} (password in {st.data_dir / 'sasl.credentials'})"
+    print(f"kafka {st.version} {state} bootstrap={st.bootstrap} data_dir={st.data_dir}{extra}")
     return 0 if st.running or args.command == "down" else _STATUS_STOPPED
 
 
