@@ -66,7 +66,8 @@ def outcome(bootstrap: str, cfg: Any) -> dict[str, Any]:
 def worker_log_errors(path: str | os.PathLike[str]) -> list[str]:
     """ERROR and Traceback lines of a worker's log."""
     text = Path(path).read_text(errors="replace") if Path(path).exists() else ""
-    return [line for line in text.splitlines() if " ERROR " in line or line.startswith("Traceback")]
+    return [line for line in text.splitlines()
+            if "[ERROR]" in line or " ERROR " in line or line.startswith("Traceback")]
 
 
 def scored(samples: Mapping[Any, float]) -> int:
