@@ -28,8 +28,13 @@ An :class:`AlertPolicy` is a frozen :class:`PolicyConfig` plus a little mutable 
   Labels the current threshold already agrees with change nothing, so a late burst of
   feedback on old alerts cannot push the threshold past the scores it is about.
 
-Adaptation and feedback both keep the threshold within ``threshold +- max_shift`` of the
-calibrated value (and within [0, 1]): a slow, bounded drift, never a runaway.
+Adaptation keeps the threshold within ``threshold +- max_shift`` of the calibrated value
+(and within [0, 1]): a slow, bounded drift, never a runaway. Feedback is bounded more
+tightly (:attr:`PolicyConfig.feedback_bounds`): also within ``feedback_max_factor`` of
+the calibrated threshold's distance to 0 below it and to 1 above it. An absolute shift
+alone lets a low threshold (0.039, say, for a TGN model) be driven to 0, where everything
+alerts; a relative one never reaches 0 or 1 (factor 0.5: 0.039 stays in [0.0195, 0.139],
+0.878 in [0.778, 0.939]).
 
 >>> import numpy as np
 >>> p = AlertPolicy(threshold=0.8, cooldown_s=60.0)
@@ -66,6 +71,10 @@ SEVERITIES: tuple[str, str, str, str] = ("low", "medium", "high", "critical")
 
 _MAGIC = b"RPOL"
 _FORMAT = 1
+#: Configuration fields added after format 1 (with their defaults then implied): left out
+#: of the configuration fingerprint while at that default, so that states written before
+#: they existed still load under the same configuration.
+_ADDED_FIELDS: dict[str, Any] = {"feedback_max_factor": 0.5}
 # magic, format, config fingerprint, threshold, then the counters of AlertPolicy.counters
 _STATE = struct.Struct("<4sB8sd6q")
 _COUNTERS = ("events", "above", "alerts", "suppressed", "false_positives", "misses")
@@ -82,6 +91,8 @@ class PolicyConfig:
     target_alert_rate: float | None = None  # None: no online adaptation
     adapt_step: float = 1e-4  # threshold change per event and unit of rate error
     feedback_step: float = 0.005  # threshold change per false positive / confirmed miss
+    # feedback also stays within this fraction of the calibrated threshold's distance to 0 / to 1
+    feedback_max_factor: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "severity_cuts", tuple(float(c) for c in self.severity_cuts))
@@ -91,6 +102,7 @@ class PolicyConfig:
             ("max_shift", 0.0 <= self.max_shift <= 1.0, "in [0, 1]"),
             ("adapt_step", 0.0 <= self.adapt_step < math.inf, "finite and >= 0"),
             ("feedback_step", 0.0 <= self.feedback_step < math.inf, "finite and >= 0"),
+            ("feedback_max_factor", 0.0 <= self.feedback_max_factor < 1.0, "in [0, 1)"),
             ("target_alert_rate", self.target_alert_rate is None or 0.0 < self.target_alert_rate < 1.0,
              "None or in (0, 1)"),
         )
@@ -105,6 +117,18 @@ class PolicyConfig:
     def bounds(self) -> tuple[float, float]:
         """The range the threshold may drift in."""
         return max(0.0, self.threshold - self.max_shift), min(1.0, self.threshold + self.max_shift)
+
+    @property
+    def feedback_bounds(self) -> tuple[float, float]:
+        """The range feedback may move the threshold in: :attr:`bounds`, and within
+        ``feedback_max_factor`` of the calibrated threshold's distance to 0 and to 1.
+
+        >>> PolicyConfig(threshold=0.04).feedback_bounds
+        (0.02, 0.14)
+        """
+        t, f = self.threshold, self.feedback_max_factor
+        lo, hi = self.bounds
+        return max(lo, t - f * t), min(hi, t + f * (1.0 - t))
 
 
 @dataclass(frozen=True)
@@ -166,8 +190,8 @@ class AlertPolicy:
 
     def __init__(self, config: PolicyConfig | None = None, /, **overrides: Any) -> None:
         self.config = dataclasses.replace(config or PolicyConfig(), **overrides)
-        self._fingerprint = hashlib.blake2b(
-            json.dumps(self.to_dict(), sort_keys=True).encode(), digest_size=8).digest()
+        fp = {k: v for k, v in self.to_dict().items() if k not in _ADDED_FIELDS or v != _ADDED_FIELDS[k]}
+        self._fingerprint = hashlib.blake2b(json.dumps(fp, sort_keys=True).encode(), digest_size=8).digest()
         self._thr = np.zeros(1, np.float64)
         self._counts = np.zeros(3, np.int64)
         self.reset_state()
@@ -268,8 +292,29 @@ class AlertPolicy:
     def apply_feedback(self, score: float, label: int) -> float:
         """Take an analyst's label on a scored event; return the threshold now in force.
 
+        The threshold stays within :attr:`PolicyConfig.feedback_bounds`; one that
+        adaptation took outside them is never pushed further out by feedback (nor pulled
+        in past the step).
+
         >>> p = AlertPolicy(threshold=0.8, feedback_step=0.01)
         >>> p.apply_feedback(0.9, 0), p.apply_feedback(0.7, 1), p.apply_feedback(0.95, 1)
+        (0.81, 0.8, 0.8)
+        """
+        new = self.feedback_threshold(score, label)
+        thr = self.threshold
+        if label == 0 and score >= thr:
+            self._ctr[4] += 1
+        elif label == 1 and score < thr:
+            self._ctr[5] += 1
+        self._thr[0] = new
+        return self.threshold
+
+    def feedback_threshold(self, score: float, label: int) -> float:
+        """The threshold :meth:`apply_feedback` would leave (nothing changes here): lets a
+        caller tell a label that moves the threshold from one that does not.
+
+        >>> p = AlertPolicy(threshold=0.8, feedback_step=0.01)
+        >>> p.feedback_threshold(0.9, 0), p.feedback_threshold(0.5, 0), p.threshold
         (0.81, 0.8, 0.8)
         """
         if isinstance(label, bool):
@@ -278,15 +323,14 @@ class AlertPolicy:
             raise ValueError(f"label must be 0 or 1, got {label!r}")
         if not math.isfinite(score):
             raise ValueError(f"score must be finite, got {score!r}")
-        lo, hi = self.config.bounds
+        lo, hi = self.config.feedback_bounds
         thr = self.threshold
+        step = self.config.feedback_step
         if label == 0 and score >= thr:
-            self._thr[0] = min(thr + self.config.feedback_step, hi)
-            self._ctr[4] += 1
-        elif label == 1 and score < thr:
-            self._thr[0] = max(thr - self.config.feedback_step, lo)
-            self._ctr[5] += 1
-        return self.threshold
+            return max(thr, min(thr + step, hi))  # up, never past hi; never down
+        if label == 1 and score < thr:
+            return min(thr, max(thr - step, lo))  # down, never past lo; never up
+        return thr
 
     # -- explaining ---------------------------------------------------------------
 

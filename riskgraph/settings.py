@@ -67,6 +67,11 @@ class Settings:
     dedupe_window: int = 100_000  # recent event ids remembered; a repeat within them is a dead letter (0: off)
     # -- feedback -------------------------------------------------------------
     feedback_secret: str = ""  # shared HMAC key: feedback must carry a valid signature (empty: unsigned accepted)
+    feedback_max_bytes: int = 4096  # a larger feedback record is a dead letter
+    feedback_note_max_bytes: int = 1024  # a longer note (UTF-8 bytes) is a dead letter
+    feedback_window: int = 100_000  # alert ids whose feedback was decided on, remembered: a later label is not applied
+    feedback_max_steps_per_minute: int = 10  # threshold steps by feedback per minute of wall time (0: no limit)
+    feedback_max_steps_per_1k_events: int = 10  # threshold steps by feedback per 1,000 scored events (0: no limit)
     learn: bool = True  # detectors keep learning from the stream
     seed: int = 0
     # -- metrics --------------------------------------------------------------

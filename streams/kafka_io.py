@@ -15,7 +15,7 @@ from typing import IO, Any, Iterable, Iterator
 from kafka import KafkaConsumer, KafkaProducer
 from tqdm import tqdm
 
-from streams.alerts import Alert, Feedback, decode_alert, encode_feedback
+from streams.alerts import Alert, Feedback, decode_alert, encode_feedback, sign_feedback
 from streams.events import Event, encode
 from streams.security import client_kwargs
 
@@ -107,7 +107,11 @@ def tail(settings: Any, out: IO[str], *, fmt: str = "table", from_beginning: boo
 
 
 def send_feedback(settings: Any, fb: Feedback) -> None:
-    """Send one analyst label to the feedback topic and wait for the broker's ack."""
+    """Send one analyst label to the feedback topic and wait for the broker's ack; signed
+    (``sig``) when ``settings.feedback_secret`` is set, as the worker then requires."""
+    secret = getattr(settings, "feedback_secret", "")
+    if secret:
+        fb = sign_feedback(fb, secret)
     producer = KafkaProducer(acks="all", **client_kwargs(settings))
     try:
         producer.send(settings.feedback_topic, key=fb.alert_id.encode(), value=encode_feedback(fb)).get(timeout=30)

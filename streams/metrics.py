@@ -31,11 +31,13 @@ class EngineMetrics:
     dead_letters: Counter
     suppressed: Counter
     feedback: Counter
+    feedback_rejected: Counter
     end_to_end: Histogram
     processing: Histogram
     inference: Histogram
     batch_size: Histogram
     lag: Gauge
+    offset_gaps: Counter
     threshold: Gauge
     model_info: Gauge
 
@@ -49,8 +51,12 @@ class EngineMetrics:
                                     ["category"], namespace=ns, registry=r)
         self.suppressed = Counter("alerts_suppressed", "Alerts withheld by the dedupe cooldown",
                                   namespace=ns, registry=r)
-        self.feedback = Counter("feedback", "Analyst feedback records applied, by label", ["label"],
-                                namespace=ns, registry=r)
+        self.feedback = Counter("feedback", "Analyst feedback records applied to the alert policy, by label",
+                                ["label"], namespace=ns, registry=r)
+        self.feedback_rejected = Counter(
+            "feedback_rejected", "Feedback records not applied to the alert policy, by reason (invalid, "
+            "too_large, bad_signature, unknown_alert: dead letters; model_version, repeated, rate_limited: "
+            "kept for training)", ["reason"], namespace=ns, registry=r)
         self.end_to_end = Histogram("end_to_end_latency_seconds",
                                     "Event time (producer timestamp) to alert produced",
                                     namespace=ns, registry=r, buckets=_LATENCY_BUCKETS)
@@ -62,6 +68,10 @@ class EngineMetrics:
                                     registry=r, buckets=_BATCH_BUCKETS)
         self.lag = Gauge("consumer_lag_records", "Records behind the partition's end offset",
                          ["topic", "partition"], namespace=ns, registry=r)
+        self.offset_gaps = Counter(
+            "offset_gaps", "Offsets of an input partition the engine never received, between two it did "
+            "(transaction markers and compaction make some; anything else is records lost upstream)",
+            ["topic", "partition"], namespace=ns, registry=r)
         self.threshold = Gauge("alert_threshold", "Current alert threshold", namespace=ns, registry=r)
         self.model_info = Gauge("model_info", "The model version in use (value 1)", ["version"],
                                 namespace=ns, registry=r)

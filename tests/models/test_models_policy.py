@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -141,6 +144,53 @@ def test_feedback_moves_the_threshold_in_bounded_steps():
     for bad in ((0.9, 2), (0.9, 0.5), (math.nan, 1), (0.9, "1")):
         with pytest.raises(ValueError):
             p.apply_feedback(*bad)
+
+
+def test_feedback_bounds_are_relative_to_the_calibrated_threshold():
+    # a TGN-like calibrated threshold of 0.039: an absolute max_shift of 0.1 would reach 0
+    low = AlertPolicy(threshold=0.039, feedback_step=0.005)
+    for _ in range(100):
+        low.apply_feedback(0.0, 1)  # confirmed misses at score 0
+    assert low.threshold == pytest.approx(0.039 / 2)  # floor: half the distance to 0
+    for _ in range(100):
+        low.apply_feedback(1.0, 0)
+    assert low.threshold == pytest.approx(0.139)  # ceiling: the absolute max_shift is the tighter here
+    high = AlertPolicy(threshold=0.97, feedback_step=0.005)
+    for _ in range(100):
+        high.apply_feedback(1.0, 0)
+    assert high.threshold == pytest.approx(0.985) and high.threshold < 1.0  # half the distance to 1
+    for t in (0.0, 1e-6, 0.039, 0.5, 0.878, 0.999999, 1.0):
+        lo, hi = PolicyConfig(threshold=t).feedback_bounds
+        b_lo, b_hi = PolicyConfig(threshold=t).bounds
+        assert b_lo <= lo <= t <= hi <= b_hi
+        assert (lo > 0.0 or t == 0.0) and (hi < 1.0 or t == 1.0)
+    with pytest.raises(ValueError, match="feedback_max_factor"):
+        PolicyConfig(feedback_max_factor=1.0)
+
+
+def test_feedback_never_pushes_an_adapted_threshold_further_out():
+    # adaptation may take the threshold past the feedback ceiling (max_shift 0.15: up to 0.95)
+    p = AlertPolicy(threshold=0.8, max_shift=0.15, target_alert_rate=0.5, adapt_step=0.01, cooldown_s=0.0)
+    p.decide(np.full(24, 0.999), np.arange(24.0), np.zeros(24, np.int64), np.full(1, np.nan))
+    assert p.threshold == pytest.approx(0.92) and p.config.feedback_bounds[1] == pytest.approx(0.9)
+    assert p.feedback_threshold(0.999, 0) == p.threshold  # a false positive: not further up
+    assert p.apply_feedback(0.999, 0) == pytest.approx(0.92)  # ... nor down to the ceiling
+    assert p.counters["false_positives"] == 1
+    assert p.apply_feedback(0.5, 1) == pytest.approx(0.915)  # a miss: down by one step, towards the range
+
+
+def test_policy_state_written_before_feedback_max_factor_existed_still_loads():
+    # a state of format 1 whose fingerprint was taken over the configuration without the field
+    p = AlertPolicy(threshold=0.7, target_alert_rate=0.2)
+    old = {k: v for k, v in p.to_dict().items() if k != "feedback_max_factor"}
+    fp = hashlib.blake2b(json.dumps(old, sort_keys=True).encode(), digest_size=8).digest()
+    state = struct.pack("<4sB8sd6q", b"RPOL", 1, fp, 0.75, 10, 2, 1, 1, 0, 1)
+    p.load_state_bytes(state)
+    assert p.threshold == 0.75 and p.counters["events"] == 10 and p.counters["misses"] == 1
+    # another factor is another configuration: its state starts afresh (the engine resets it)
+    with pytest.raises(StateMismatchError, match="another configuration"):
+        AlertPolicy(threshold=0.7, target_alert_rate=0.2, feedback_max_factor=0.25).load_state_bytes(state)
+    assert AlertPolicy.from_dict(old).config == p.config  # old artifacts' policy dicts still read
 
 
 def test_state_round_trip_and_mismatch():
