@@ -92,12 +92,12 @@ class Worker:
         self.metrics = metrics
         self.model_loader = model_loader
         self._model_stamp = self._artifact_stamp()
-        self.feedback = FeedbackIntake(settings, engine, metrics, send_dead=self._send_dead)
         self._positions = dict(engine.store.positions())
         # one batch or one feedback update at a time: feedback commits the policy state, which
         # must not happen while a batch waits for its alerts' acknowledgements (its rows and
         # position would be committed before the alerts are safe)
         self.engine_lock = asyncio.Lock()
+        self.feedback = FeedbackIntake(settings, engine, metrics, send_dead=self._send_dead, lock=self.engine_lock)
         for problem in check_private_members():
             log.warning("riskgraph worker: %s; the consumer hand-off may not work as tested", problem)
         self.app = faust.App(
@@ -224,7 +224,6 @@ class Worker:
         for a in result.alerts:
             futs.append(await producer.send(self.settings.alerts_topic, a.src.encode(), encode_alert(a),
                                             None, None, None))
-            self._remember(a.alert_id, a.score)
         for d in result.dead:
             key = msgs[d.index].key if d.index is not None else None
             if key is not None and len(key) > _MAX_DLQ_KEY_BYTES:  # a poison key: keep the record sendable
@@ -267,9 +266,6 @@ class Worker:
             pass
 
     # -- feedback -----------------------------------------------------------------
-
-    def _remember(self, alert_id: str, score: float) -> None:
-        self.feedback.remember(alert_id, score)
 
     async def _feedback_agent(self, stream: Any) -> None:
         async for event in stream.events():

@@ -86,6 +86,8 @@ CATEGORIES = (
     "non_finite",
     "invalid_value",
     "duplicate_id",  # an event id already processed (within the engine's dedupe window)
+    "bad_signature",  # feedback without a valid HMAC while RISKGRAPH_FEEDBACK_SECRET is set
+    "unknown_alert",  # feedback on an alert this deployment did not raise (or no longer remembers)
 )
 
 

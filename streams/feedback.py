@@ -157,10 +157,6 @@ class FeedbackIntake:
     def __repr__(self) -> str:  # never the secret
         return f"FeedbackIntake(signed={bool(self.secret)}, path={str(self.path)!r})"
 
-    def remember(self, alert_id: str, score: float) -> None:
-        """Kept for the worker's call per alert sent; the engine records its alerts itself
-        (``Engine.alert_record``), in the store, so this does nothing."""
-
     async def handle(self, raw: bytes | None, msg: Any) -> None:
         """Process one record of the feedback topic (``msg``: its Kafka message)."""
         received = time.time()
