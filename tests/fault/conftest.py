@@ -33,10 +33,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     tr = terminalreporter
     tr.section("fault table")
-    tr.write_line(f"{'fault':<44} {'in':>8} {'scored':>8} {'dead':>6} {'lost':>5}  notes")
+    tr.write_line(f"{'fault':<62} {'in':>8} {'scored':>8} {'dead':>6} {'lost':>5}  notes")
     for r in _ROWS:
         notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("fault", "in", "scored", "dead_letters", "lost"))
-        tr.write_line(f"{r['fault']:<44} {r['in']:>8} {r['scored']:>8} {r['dead_letters']:>6} {r['lost']:>5}  {notes}")
+        tr.write_line(f"{r['fault']:<62} {r['in']:>8} {r['scored']:>8} {r['dead_letters']:>6} {r['lost']:>5}  {notes}")
     out = os.environ.get("FAULT_TABLE_JSON")
     if out:
         Path(out).write_text(json.dumps(_ROWS, indent=2) + "\n")

@@ -24,7 +24,7 @@ from simulators.transactions import SimConfig, simulate
 from streams.alerts import Feedback, decode_alert, encode_feedback, sign_feedback
 from streams.events import DeadLetter
 from streams.kafka_io import produce, send_feedback
-from .worker_proc import WorkerConfig, WorkerProcess, metric, metric_sum, read_topic
+from tests.integration.worker_proc import WorkerConfig, WorkerProcess, metric, metric_sum, read_topic
 
 N_EVENTS = 2000
 SECRET = "it-feedback-secret"
@@ -39,7 +39,7 @@ def _rejected(s, reason: str) -> float:
 
 @pytest.mark.kafka
 def test_forged_feedback_moves_nothing_genuine_is_bounded_and_restart_and_replay_keep_it(
-        kafka_bootstrap: str, tmp_path: Path) -> None:
+        kafka_bootstrap: str, tmp_path: Path, fault_table) -> None:
     cfg = WorkerConfig.fresh(kafka_bootstrap, tmp_path / "state", metrics_port=free_ports(1)[0], tag="fb",
                              extra={"RISKGRAPH_FEEDBACK_SECRET": SECRET})
     settings = cfg.settings()
@@ -89,6 +89,9 @@ def test_forged_feedback_moves_nothing_genuine_is_bounded_and_restart_and_replay
         steps = round((thr1 - thr0) / 0.005)
         assert thr0 < thr1 <= min(thr0 + 10 * 0.005, 0.9) + 1e-9  # <= 10 steps (the rate limit), <= the ceiling
         assert steps <= 10 and _rejected(done, "rate_limited") == 15 - metric(done, APPLIED, label="0") >= 1
+        fault_table("hostile feedback: 121 forged or oversized, 15 genuine (feedback records)", 136,
+                    int(metric(done, APPLIED, label="0") + _rejected(done, "rate_limited")), 121,
+                    threshold=f"{thr0:.4f}->{thr1:.4f}", applied=int(metric(done, APPLIED, label="0")))
         assert worker.alive()
     assert worker.proc.returncode == 0, worker.log_tail()
 

@@ -27,7 +27,7 @@ from typing import Iterator, Mapping
 import pytest
 
 from riskgraph.broker import BrokerError, LocalBroker, free_ports
-from .worker_proc import REPO_ROOT, WorkerConfig, WorkerProcess, clean_environ, metric, metric_sum, read_topic
+from tests.integration.worker_proc import REPO_ROOT, WorkerConfig, WorkerProcess, clean_environ, metric, metric_sum, read_topic
 
 N_EVENTS = 600
 # Generous for 2 busy cores; a client stuck in kafka-python's retry loop (30 s bootstrap
@@ -126,7 +126,8 @@ def test_secure_broker_argument_checks() -> None:
 
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_worker_and_tools_over_sasl_ssl_ssl_and_sasl_plaintext(secure_broker: LocalBroker, tmp_path: Path) -> None:
+def test_worker_and_tools_over_sasl_ssl_ssl_and_sasl_plaintext(secure_broker: LocalBroker, tmp_path: Path,
+                                                               fault_table) -> None:
     sasl_ssl = secure_broker.client_env("SASL_SSL", "SCRAM-SHA-512")
     cfg = WorkerConfig.fresh(secure_broker.listeners["SASL_SSL"], tmp_path / "state",
                              metrics_port=free_ports(1)[0], tag="sec", extra=sasl_ssl)
@@ -150,6 +151,9 @@ def test_worker_and_tools_over_sasl_ssl_ssl_and_sasl_plaintext(secure_broker: Lo
         assert len(events) == N_EVENTS
         alert_records = read_topic(secure_broker.bootstrap, cfg.alerts_topic)
         assert len(alert_records) == n_alerts > 0
+        fault_table("secured listeners: worker on SASL_SSL/SCRAM", N_EVENTS,
+                    int(metric(samples, "riskgraph_events_total", outcome="scored")),
+                    int(metric(samples, "riskgraph_events_total", outcome="dead_letter")), alerts=n_alerts)
 
         # alerts tail over SSL, authenticated by the client certificate alone
         ssl_env = secure_broker.client_env("SSL")
