@@ -16,6 +16,7 @@ ValueError: RISKGRAPH_BATCH_SIZE: expected int, got 'many'
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
@@ -76,7 +77,10 @@ class Settings:
     seed: int = 0
     # -- metrics --------------------------------------------------------------
     metrics_port: int = 9108  # 0 disables the /metrics endpoint
-    metrics_host: str = "0.0.0.0"  # address /metrics binds to
+    metrics_host: str = "127.0.0.1"  # address /metrics binds to; "0.0.0.0" for a scraper on another host (the container sets it)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -122,6 +126,99 @@ def _parse(key: str, raw: str, typ: Any) -> Any:
         return raw
     except ValueError:
         raise ValueError(f"{key}: expected {name}, got {raw!r}") from None
+
+
+#: (low, high, what the user should know) of the numeric settings, inclusive; None: unbounded.
+_RANGES: dict[str, tuple[float | None, float | None, str]] = {
+    "partitions": (1, None, "partitions of the topics the worker creates"),
+    "replication": (1, None, "replicas of the topics the worker creates"),
+    # the broker's group.min.session.timeout.ms / group.max.session.timeout.ms defaults
+    "session_timeout_s": (6, 300, "seconds; the broker accepts 6 to 300 by default"),
+    "batch_size": (1, None, "events per micro-batch"),
+    "batch_window_s": (0, 3600, "seconds a partial batch waits"),
+    "fetch_max_wait_ms": (0, 60_000, "milliseconds"),
+    "fetch_max_bytes": (1, None, "bytes per partition per fetch"),
+    "cache_capacity": (1, None, "node rows kept in memory"),
+    "mem_cache_capacity": (0, None, "0 turns it off"),
+    "pin_scoring_cpu": (-1, None, "a CPU number, or -1 for no pinning"),
+    "commit_every": (1, None, "micro-batches per commit"),
+    "max_event_bytes": (1, None, "bytes"),
+    "dlq_raw_max_bytes": (0, None, "bytes"),
+    "dedupe_window": (0, None, "event ids; 0 turns it off"),
+    "feedback_max_bytes": (1, None, "bytes"),
+    "feedback_note_max_bytes": (0, None, "bytes"),
+    "feedback_window": (1, None, "alert ids"),
+    "feedback_max_steps_per_minute": (0, None, "0: no limit"),
+    "feedback_max_steps_per_1k_events": (0, None, "0: no limit"),
+    "seed": (0, 2**32 - 1, "a non-negative integer"),
+    "metrics_port": (0, 65535, "a TCP port, or 0 to turn /metrics off"),
+}
+#: allowed values of the settings that are one of a few words
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    "sasl_mechanism": ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    "event_loop": ("uvloop", "asyncio"),
+    "consume": ("batch", "stream"),
+    "store_compression": ("none", "lz4"),  # state.store.COMPRESSIONS
+    "store_compaction": ("universal", "level"),  # state.store.COMPACTIONS
+    "store_direct_io": ("off", "auto", "on"),  # state.store.DIRECT_IO_MODES
+}
+#: string settings that must not be empty
+_NON_EMPTY = ("broker", "events_topic", "alerts_topic", "dlq_topic", "feedback_topic", "app_id", "state_dir",
+              "metrics_host")
+
+
+def validate(settings: "Settings") -> None:
+    """Raise ValueError naming the environment variable of the first setting out of range.
+
+    Settings are validated here, in one place, when they are built (``Settings(...)``,
+    ``from_env`` and ``replace`` all come through ``__post_init__``).
+
+    >>> Settings.from_env({"RISKGRAPH_BATCH_SIZE": "0"})
+    Traceback (most recent call last):
+    ...
+    ValueError: RISKGRAPH_BATCH_SIZE must be at least 1 (events per micro-batch), got 0
+    >>> Settings(metrics_port=70000)
+    Traceback (most recent call last):
+    ...
+    ValueError: RISKGRAPH_METRICS_PORT must be between 0 and 65535 (a TCP port, or 0 to turn /metrics off), got 70000
+    """
+    for f in fields(settings):
+        key = ENV_PREFIX + f.name.upper()
+        value = getattr(settings, f.name)
+        name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if name == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{key} must be true or false, got {value!r}")
+            continue
+        if name in ("int", "float"):
+            ok = isinstance(value, int) if name == "int" else isinstance(value, (int, float))
+            if isinstance(value, bool) or not ok:
+                raise ValueError(f"{key} must be {'an integer' if name == 'int' else 'a number'}, got {value!r}")
+            if name == "float" and not math.isfinite(value):
+                raise ValueError(f"{key} must be a finite number, got {value!r}")
+            if f.name in _RANGES:
+                lo, hi, what = _RANGES[f.name]
+                if (lo is not None and value < lo) or (hi is not None and value > hi):
+                    bound = (f"between {lo} and {hi}" if lo is not None and hi is not None
+                             else f"at least {lo}" if lo is not None else f"at most {hi}")
+                    raise ValueError(f"{key} must be {bound} ({what}), got {value!r}")
+            continue
+        if name == "str":
+            if not isinstance(value, str):
+                raise ValueError(f"{key} must be a string, got {value!r}")
+            if f.name in _CHOICES and value not in _CHOICES[f.name]:
+                allowed = ", ".join(repr(c) for c in _CHOICES[f.name])
+                raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
+            if f.name in _NON_EMPTY and not value.strip():
+                raise ValueError(f"{key} must not be empty")
+    if not settings.bootstrap_servers:
+        raise ValueError(f"RISKGRAPH_BROKER names no host, got {settings.broker!r} (e.g. kafka://127.0.0.1:9092)")
+    for hostport in settings.bootstrap_servers:  # "host" alone means port 9092 to both clients
+        host, sep, port = hostport.rpartition(":")
+        if sep and not hostport.endswith("]") and (not host or not port.isdigit() or not 0 < int(port) <= 65535):
+            raise ValueError(f"RISKGRAPH_BROKER: {hostport!r} is not host:port (e.g. kafka://127.0.0.1:9092), "
+                             f"got {settings.broker!r}")
 
 
 def env_table() -> list[tuple[str, str, str]]:
