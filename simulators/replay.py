@@ -32,18 +32,20 @@ import gzip
 import math
 import os
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import msgspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulators.rows import MappingError, RowPlan, parse_mapping
 from simulators.writers import format_of
 from streams.events import MAX_EVENT_BYTES, DeadLetter, Event, EventError
 
-__all__ = ["EventFile", "FileBatch", "MappingError", "OrderError", "pace", "parse_mapping",
+__all__ = ["CorruptFileError", "EventFile", "FileBatch", "MappingError", "OrderError", "pace", "parse_mapping",
            "read_entity_labels"]
 
 ORDERS = ("error", "sort", "allow")
@@ -54,6 +56,41 @@ _raw_encoder = msgspec.json.Encoder(enc_hook=str)  # dates, decimals... as text 
 
 class OrderError(ValueError):
     """A file is not in time order and ``order="error"`` was asked for."""
+
+
+class CorruptFileError(ValueError):
+    """The file cannot be read on from some point: a truncated or damaged ``.gz``, a damaged
+    Parquet page. ``rows``: rows read (and yielded) before it."""
+
+    def __init__(self, path: Path, rows: int, detail: str) -> None:
+        super().__init__(f"{path} is truncated or corrupt ({detail}): reading stopped after {rows:,} rows")
+        self.path, self.rows = path, rows
+
+
+#: what the decompressors and pyarrow raise for a file that ends early or is damaged
+_CORRUPT = (EOFError, gzip.BadGzipFile, zlib.error, pa.ArrowException)
+
+
+def _not_utf8(line: bytes, lineno: int) -> str:
+    """The dead-letter reason of a line that is not UTF-8, naming the line and the first bad byte."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"line {lineno} is not valid UTF-8 (byte 0x{line[exc.start]:02x} at byte {exc.start + 1})"
+    return f"line {lineno} is not valid UTF-8"
+
+
+def _until_damage(lines: Iterable[bytes]) -> Iterator[bytes]:
+    try:
+        yield from lines
+    except _CORRUPT:
+        return
+
+
+def _corrupt_detail(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "the compressed stream ends early"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 @dataclass
@@ -103,6 +140,9 @@ class EventFile:
         if fmt is not None and fmt not in ("csv", "parquet", "jsonl"):
             raise ValueError(f"fmt must be 'csv', 'parquet' or 'jsonl', got {fmt!r}")
         self.path = Path(path)
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{str(self.path)!r} is a directory, not an event file: name one file "
+                                    "(.csv, .parquet or .jsonl)")
         if not self.path.is_file():
             raise FileNotFoundError(f"no such event file: {str(self.path)!r}")
         self.fmt = fmt or format_of(self.path)
@@ -118,6 +158,12 @@ class EventFile:
 
     def count_rows(self) -> int:
         """Rows in the file, numbered as in :meth:`batches` (Parquet: from the footer, no scan)."""
+        try:
+            return self._count_rows()
+        except _CORRUPT as exc:
+            raise CorruptFileError(self.path, 0, _corrupt_detail(exc)) from None
+
+    def _count_rows(self) -> int:
         if self.fmt == "parquet":
             return int(pq.ParquetFile(self.path).metadata.num_rows)
         if self.fmt == "jsonl":
@@ -138,6 +184,12 @@ class EventFile:
 
     # -- reading -------------------------------------------------------------
     def _read_columns(self) -> list[str]:
+        try:
+            return self._columns()
+        except _CORRUPT as exc:
+            raise CorruptFileError(self.path, 0, _corrupt_detail(exc)) from None
+
+    def _columns(self) -> list[str]:
         if self.fmt == "parquet":
             try:
                 return list(pq.ParquetFile(self.path).schema_arrow.names)
@@ -155,7 +207,7 @@ class EventFile:
         keys: dict[str, None] = {}
         with _open_binary(self.path) as f:
             seen = 0
-            for line in f:
+            for line in _until_damage(f):  # a truncated .gz: its readable head names the columns
                 if seen >= _JSONL_SAMPLE:
                     break
                 if not line.strip():
@@ -163,10 +215,12 @@ class EventFile:
                 seen += 1
                 try:
                     obj = msgspec.json.decode(line)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, UnicodeDecodeError):  # a dead row when read
                     continue
                 if isinstance(obj, dict):
                     keys.update(dict.fromkeys(obj))
+        if not seen:
+            raise ValueError(f"{self.path}: empty JSONL file (no records)")
         return list(keys)
 
     def _csv_rows(self) -> Iterator[_Row]:
@@ -218,7 +272,7 @@ class EventFile:
         decode = msgspec.json.decode
         with _open_binary(self.path) as f:
             n = 0
-            for line in f:
+            for lineno, line in enumerate(f, 1):
                 line = line.rstrip(b"\r\n")
                 if not line.strip():
                     continue
@@ -231,6 +285,8 @@ class EventFile:
                     obj = decode(line)
                 except msgspec.DecodeError as exc:
                     yield n, None, line, (str(exc), "malformed_json")
+                except UnicodeDecodeError:
+                    yield n, None, line, (_not_utf8(line, lineno), "malformed_record")
                 else:
                     if isinstance(obj, dict):
                         yield n, obj, line, None
@@ -238,11 +294,21 @@ class EventFile:
                         yield n, None, line, (f"Expected `object`, got `{type(obj).__name__}`", "wrong_type")
                 n += 1
 
-    def _items(self) -> Iterator[tuple[int, Event | DeadLetter, Sequence[Any]]]:
+    def _guarded_rows(self) -> Iterator[_Row]:
+        """The format's rows; a file that ends early or is damaged raises :class:`CorruptFileError`."""
         rows = {"csv": self._csv_rows, "parquet": self._parquet_rows, "jsonl": self._jsonl_rows}[self.fmt]()
+        read = 0
+        try:
+            for r in rows:
+                yield r
+                read = r[0] + 1
+        except _CORRUPT as exc:
+            raise CorruptFileError(self.path, read, _corrupt_detail(exc)) from None
+
+    def _items(self) -> Iterator[tuple[int, Event | DeadLetter, Sequence[Any]]]:
         convert = self.plan.convert
         extra = self.extra_columns
-        for n, row, raw, problem in rows:
+        for n, row, raw, problem in self._guarded_rows():
             if problem is None:
                 try:
                     yield n, convert(row, n), [row.get(c) for c in extra] if extra else ()
@@ -254,10 +320,18 @@ class EventFile:
             yield n, DeadLetter(raw=raw, reason=problem[0], category=problem[1], index=n,
                                 received_at=time.time()), ()
 
-    def batches(self, batch_size: int = 10_000) -> Iterator[FileBatch]:
-        """Batches of at most ``batch_size`` rows (valid and dead together), in file order."""
+    def batches(self, batch_size: int = 10_000, *, skip: int = 0) -> Iterator[FileBatch]:
+        """Batches of at most ``batch_size`` rows (valid and dead together), in file order.
+
+        ``skip``: leave out the first ``skip`` rows of that order (a resumed replay: rows a
+        store already reflects); they are still read, and still checked for time order.
+        A file that turns out truncated or damaged yields the rows before the damage, then
+        raises :class:`CorruptFileError`.
+        """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+            raise ValueError(f"skip must be an int >= 0, got {skip!r}")
         items: Iterable[tuple[int, Event | DeadLetter, Sequence[Any]]] = self._items()
         if self.order == "sort":
             everything = list(items)
@@ -268,23 +342,31 @@ class EventFile:
         check = self.order == "error"
         last_ts, last_row = -math.inf, -1
         out = self._empty()
-        for n, item, extras in items:
-            if isinstance(item, DeadLetter):
-                out.dead.append(item)
-            else:
-                if check and item.ts < last_ts:
-                    raise OrderError(
-                        f"{self.path}: row {n} has ts {item.ts!r}, earlier than ts {last_ts!r} at row "
-                        f"{last_row}; the file is not in time order (order='sort' sorts it, "
-                        "order='allow' passes it through)")
-                last_ts, last_row = item.ts, n
-                out.events.append(item)
-                out.rows.append(n)
-                for c, v in zip(self.extra_columns, extras):
-                    out.extras[c].append(v)
-            if len(out.events) + len(out.dead) >= batch_size:
-                yield out
-                out = self._empty()
+        try:
+            for i, (n, item, extras) in enumerate(items):
+                if isinstance(item, DeadLetter):
+                    if i >= skip:
+                        out.dead.append(item)
+                else:
+                    if check and item.ts < last_ts:
+                        raise OrderError(
+                            f"{self.path}: row {n} has ts {item.ts!r}, earlier than ts {last_ts!r} at row "
+                            f"{last_row}; the file is not in time order (order='sort' sorts it, "
+                            "order='allow' passes it through)")
+                    last_ts, last_row = item.ts, n
+                    if i < skip:
+                        continue
+                    out.events.append(item)
+                    out.rows.append(n)
+                    for c, v in zip(self.extra_columns, extras):
+                        out.extras[c].append(v)
+                if len(out.events) + len(out.dead) >= batch_size:
+                    yield out
+                    out = self._empty()
+        except CorruptFileError:
+            if out.events or out.dead:
+                yield out  # the rows before the damage are scored; then the error
+            raise
         if out.events or out.dead:
             yield out
 
