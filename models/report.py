@@ -24,7 +24,7 @@ def plot_curves(components: Mapping[str, np.ndarray], labels: np.ndarray, path: 
     mask = labels >= 0
     y = labels[mask]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    if y.min() != y.max():
+    if len(y) and y.min() != y.max():  # no curve without both labels (an unlabelled file: empty axes)
         for name, s in components.items():
             fpr, tpr, _ = roc_curve(y, s[mask])
             prec, rec, _ = precision_recall_curve(y, s[mask])
@@ -34,7 +34,8 @@ def plot_curves(components: Mapping[str, np.ndarray], labels: np.ndarray, path: 
     ax1.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (events)")
     ax2.axhline(float(y.mean()) if len(y) else 0, ls=":", c="grey", label="base rate")
     ax2.set(xlabel="recall", ylabel="precision", title="Precision-recall (events)", ylim=(0, 1.02))
-    ax1.legend(loc="lower right")
+    if ax1.get_legend_handles_labels()[0]:
+        ax1.legend(loc="lower right")
     ax2.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -45,7 +46,8 @@ def plot_scores(scores: np.ndarray, labels: np.ndarray, threshold: float, path: 
                 typology: list[str | None] | None = None) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     bins = np.linspace(0, 1, 51)
-    ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="benign", density=True)
+    if (labels == 0).any():
+        ax.hist(scores[labels == 0], bins=bins, alpha=0.6, label="benign", density=True)
     if typology is not None and any(typology):
         names = sorted({t for t in typology if t})
         arr = np.asarray([t or "" for t in typology])
@@ -53,6 +55,8 @@ def plot_scores(scores: np.ndarray, labels: np.ndarray, threshold: float, path: 
             ax.hist(scores[arr == n], bins=bins, histtype="step", lw=1.6, label=n, density=True)
     elif (labels == 1).any():
         ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label="risky", density=True)
+    if (labels < 0).any():  # events without a label (all of them in an unlabelled file)
+        ax.hist(scores[labels < 0], bins=bins, histtype="step", lw=1.6, label="unlabelled", density=True)
     ax.axvline(threshold, c="k", ls="--", label=f"threshold {threshold:.3f}")
     ax.set(xlabel="score", ylabel="density", title="Score distribution by label", yscale="log")
     ax.legend(fontsize=8)

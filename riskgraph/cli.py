@@ -69,11 +69,16 @@ def _sim_kwargs(a: argparse.Namespace) -> dict:
     return kw
 
 
+def _say(a: argparse.Namespace):
+    """A note to the user on stderr, prefixed like the command's errors."""
+    return lambda msg: print(f"riskgraph {a.command}: {msg}", file=sys.stderr, flush=True)
+
+
 def cmd_replay(a: argparse.Namespace) -> int:
     from riskgraph.jobs import replay
 
     summary = replay(_settings(a), _file_spec(a), alerts_path=a.alerts, entities_path=a.entities,
-                     state_dir=a.state, progress=not a.no_progress)
+                     state_dir=a.state, progress=not a.no_progress, say=_say(a))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -83,7 +88,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     m = evaluate(_settings(a), _file_spec(a), out_dir=a.out, entity_labels_path=a.entity_labels,
                  eval_after=a.eval_after, eval_fraction=a.eval_fraction, state_dir=a.state,
-                 progress=not a.no_progress)
+                 progress=not a.no_progress, say=_say(a))
     print(f"evaluation of {a.file} -> {a.out}/metrics.json, {a.out}/report.md")
     for line in summary_lines(m):
         print(line)
@@ -258,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_kafka_args(fb)
     fb.add_argument("alert_id")
     fb.add_argument("--label", type=int, choices=(0, 1), required=True)
-    fb.add_argument("--score", type=float, default=None, help="the alert's score (default: the worker looks it up)")
+    fb.add_argument("--score", type=float, default=None, help="the score you saw (kept for training only: the worker decides by the score it recorded)")
     fb.add_argument("--analyst", default=None)
     fb.add_argument("--note", default=None)
     fb.set_defaults(func=cmd_feedback)
@@ -278,13 +283,58 @@ def _add_sim_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attack-rate", type=float, default=None, help="share of attack events (e.g. 0.015)")
 
 
+def _broker_of(a: argparse.Namespace) -> str:
+    try:
+        return _kafka_settings(a).broker
+    except ValueError:
+        return getattr(a, "broker", None) or "the configured broker"
+
+
+def user_error(exc: BaseException, a: argparse.Namespace) -> str | None:
+    """The one line that explains a user-caused error (bad input, settings, files, broker),
+    or None for anything else: a bug, which keeps its traceback."""
+    if type(exc).__module__.split(".")[0] == "kafka":  # kafka-python's errors, without importing it here
+        broker = _broker_of(a)
+        name = type(exc).__name__
+        if "Authentication" in name or "Authorization" in name:
+            return (f"the Kafka broker {broker} refused the client ({exc}); check RISKGRAPH_SECURITY_PROTOCOL, "
+                    "RISKGRAPH_SASL_* and RISKGRAPH_SSL_*")
+        if name in ("KafkaTimeoutError", "NoBrokersAvailable", "KafkaConnectionError"):
+            return (f"cannot reach the Kafka broker {broker} ({exc}); start one (riskgraph kafka up) or point "
+                    "--broker / RISKGRAPH_BROKER at a running one")
+        return f"Kafka broker {broker}: {name}: {exc}"
+    if isinstance(exc, KeyError):
+        return f"missing key {exc.args[0]!r}" if exc.args else "missing key"
+    if isinstance(exc, OSError):  # a file or directory that cannot be read or written, a full disk ...
+        where = exc.filename if exc.filename is not None else None
+        what = exc.strerror or str(exc) or type(exc).__name__
+        return f"{where}: {what}" if where is not None else what
+    if isinstance(exc, ValueError):
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["kafka"]:
+        # the broker tool parses its own arguments, --help included (argparse.REMAINDER
+        # cannot take an option as its first word)
+        from riskgraph.broker import main as broker_main
+
+        return broker_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        # user errors (bad mapping, missing file, out-of-order data ...): one clear line, exit 2
-        print(f"riskgraph {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"riskgraph {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # user errors (bad mapping, missing file, out-of-order data, bad settings, a locked or
+        # corrupt store, an unreachable broker ...): one clear line, exit 2
+        msg = user_error(exc, args)
+        if msg is None:
+            raise
+        print(f"riskgraph {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

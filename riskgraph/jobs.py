@@ -7,26 +7,27 @@ file or a simulator, and writes its outputs. No scoring logic lives here.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from features.risk import entity_risk
-from models.artifact import load_model
+from models.artifact import ArtifactError, load_model
 from models.evaluation import ablation, entity_metrics, event_metrics, latency_summary, typology_metrics
 from models.report import plot_curves, plot_scores, plot_throughput, write_report
 from models.scoring import ScoringModel
 from riskgraph.settings import Settings
-from simulators.replay import EventFile, pace, read_entity_labels
+from simulators.replay import CorruptFileError, EventFile, pace, read_entity_labels
 from state.store import GraphStore
 from streams.engine import Engine
-from streams.runner import RunResult, StreamBatch, run_batches
+from streams.runner import RunResult, StreamBatch, resume_position, run_batches
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,94 @@ class FileSpec:
     rate: float | None = None  # None: as fast as possible; k: event time at k times real time
 
 
+class OutputError(ValueError):
+    """An output file cannot be written (a directory, a full disk, no permission)."""
+
+
 def load_scoring_model(settings: Settings) -> ScoringModel:
-    """The artifact in ``settings.model_dir``, or the built-in unsupervised detector."""
-    if settings.model_dir:
+    """The artifact in ``settings.model_dir``, or the built-in unsupervised detector.
+
+    A ``config.json`` of the wrong shape (a list, a missing key, a wrong type) is an
+    :class:`~models.artifact.ArtifactError` naming the file, not whatever the loader
+    tripped over.
+    """
+    if not settings.model_dir:
+        return ScoringModel.default(seed=settings.seed)
+    try:
         return load_model(settings.model_dir)
-    return ScoringModel.default(seed=settings.seed)
+    except ArtifactError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else \
+            " ".join(str(exc).split()) or type(exc).__name__
+        raise ArtifactError(
+            f"{Path(settings.model_dir) / 'config.json'}: not a valid model config ({what}); point --model "
+            "(RISKGRAPH_MODEL_DIR) at a directory written by `riskgraph train`") from None
 
 
-def file_batches(spec: FileSpec, batch_size: int) -> Iterator[StreamBatch]:
+def file_batches(spec: FileSpec, batch_size: int, skip: int = 0) -> Iterator[StreamBatch]:
+    """The file as StreamBatches, leaving out its first ``skip`` records (a resumed run)."""
     f = EventFile(spec.path, spec.mapping, fmt=spec.fmt, order=spec.order, extra_columns=("typology",))
-    for fb in pace(f.batches(batch_size), spec.rate):
+    for fb in pace(f.batches(batch_size, skip=skip), spec.rate):
         yield StreamBatch(fb.events, fb.extras, fb.dead)
+
+
+class _Output:
+    """A binary output file whose write errors name the file (``OutputError``)."""
+
+    def __init__(self, path: str | Path, what: str) -> None:
+        self.path, self.what = str(path), what
+        try:
+            self._f: IO[bytes] = open(path, "wb")
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: OSError) -> OutputError:
+        fix = "free some space or choose another path" if exc.errno == errno.ENOSPC else "choose another path"
+        return OutputError(f"cannot write {self.what} to {self.path!r}: {exc.strerror or exc}; {fix}")
+
+    def write(self, b: bytes) -> int:
+        try:
+            return self._f.write(b)
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def __enter__(self) -> "_Output":
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            self._f.close()
+        except OSError as e:
+            if exc_type is None:  # else the error already on its way says what went wrong
+                raise self._error(e) from None
+
+
+def _resume(store: GraphStore, spec: FileSpec, state_dir: str | None, say: Callable[[str], None] | None,
+            total: int | None) -> int:
+    """Records of the file the kept store already reflects; says that they are skipped."""
+    skip = resume_position(store)
+    if skip and say is not None:
+        of = "" if total is None else f" of the {total:,}"
+        then = ("nothing new to score" if total is not None and skip >= total
+                else "skipping them" + ("" if total is None else f", scoring the {total - skip:,} after them"))
+        say(f"--state {state_dir} already reflects the first {skip:,}{of} records of {spec.path}: {then} "
+            "(a new --state directory scores the file from the start)")
+    return skip
+
+
+def _corrupt(exc: CorruptFileError, alerts_path: str | Path) -> CorruptFileError:
+    """The reader's error, saying what happened to the rows read before the damage."""
+    done = (f"the rows before it were scored and their alerts written to {alerts_path}, nothing else was written"
+            if exc.rows else "nothing was scored")
+    exc.args = (f"{exc.args[0]}; {done}",)
+    return exc
 
 
 def count_rows(spec: FileSpec) -> int | None:
@@ -91,17 +169,27 @@ def entity_scores(store: GraphStore, now: float) -> dict[str, float]:
 
 
 def replay(settings: Settings, spec: FileSpec, *, alerts_path: str, entities_path: str | None,
-           state_dir: str | None, progress: bool = True) -> dict[str, Any]:
-    """Score a file: alerts as JSON lines, entity risk as CSV; returns a summary."""
+           state_dir: str | None, progress: bool = True, say: Callable[[str], None] | None = None
+           ) -> dict[str, Any]:
+    """Score a file: alerts as JSON lines, entity risk as CSV; returns a summary.
+
+    With a kept ``state_dir`` the run resumes: records the store already reflects (its
+    position) are skipped, and ``say`` is told so."""
     model = load_scoring_model(settings)
     store, tmp = open_store(settings, model, state_dir)
     try:
-        with store, open(alerts_path, "wb") as out:
+        with store, _Output(alerts_path, "alerts") as out:
             engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
                             dedupe_window=settings.dedupe_window, dlq_raw_max_bytes=settings.dlq_raw_max_bytes,
                             commit_every=settings.commit_every)
-            run = run_batches(engine, file_batches(spec, settings.batch_size), progress=progress,
-                              total_events=count_rows(spec), alerts_out=out, desc="replay")
+            total = count_rows(spec)
+            skip = _resume(store, spec, state_dir, say, total)
+            try:
+                run = run_batches(engine, file_batches(spec, settings.batch_size, skip), progress=progress,
+                                  total_events=None if total is None else max(total - skip, 0), alerts_out=out,
+                                  desc="replay")
+            except CorruptFileError as exc:
+                raise _corrupt(exc, alerts_path) from None
             if entities_path:
                 now = float(run.ts.max()) if len(run.ts) else 0.0
                 write_entity_csv(entity_scores(store, now), entities_path)
@@ -110,6 +198,7 @@ def replay(settings: Settings, spec: FileSpec, *, alerts_path: str, entities_pat
             shutil.rmtree(tmp, ignore_errors=True)
     return {
         "events": run.n_events,
+        "skipped_already_in_state": run.resumed_from,
         "dead_letters": len(run.dead),
         "alerts": len(run.alerts),
         "suppressed": run.suppressed,
@@ -127,11 +216,16 @@ def _reason_counts(run: RunResult) -> dict[str, int]:
 
 
 def write_entity_csv(scores: dict[str, float], path: str) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["entity", "risk"])
-        for ent, r in sorted(scores.items(), key=lambda kv: -kv[1]):
-            w.writerow([ent, f"{r:.6f}"])
+    try:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["entity", "risk"])
+            for ent, r in sorted(scores.items(), key=lambda kv: -kv[1]):
+                w.writerow([ent, f"{r:.6f}"])
+    except OSError as exc:
+        raise OutputError(f"cannot write entity risk to {path!r}: {exc.strerror or exc}; choose another "
+                          "--entities path ('' skips the file)"
+                          + (" or free some space" if exc.errno == errno.ENOSPC else "")) from None
 
 
 def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None = None,
@@ -149,10 +243,17 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
     sl = slice(start, n)
     scores, labels, typ = run.scores[sl], run.labels[sl], run.typology[sl]
     m: dict[str, Any] = {"events_total": n, "events_evaluated": n - start}
-    if n - start and labels.max(initial=-1) >= 0:
+    labelled = bool(n - start) and labels.max(initial=-1) >= 0
+    if labelled:
         m.update(event_metrics(scores, labels, threshold))
     else:
+        m["labelled_events"] = 0
+        m["quality"] = ("no labels among the evaluated events: no quality metric (AUC, AP, precision, recall) "
+                        "is possible; map a 0/1 label column with --map label=COLUMN for them")
         m["alert_rate"] = float((scores >= threshold).mean()) if len(scores) else None
+    if len(scores):
+        m["score_quantiles"] = {f"p{q}": float(v) for q, v in
+                                zip((1, 10, 50, 90, 99), np.percentile(scores, (1, 10, 50, 90, 99)))}
     if entity_labels is not None and entity_risk_scores is not None:
         m.update(entity_metrics(entity_risk_scores, entity_labels))
     m["events_per_second"] = run.events_per_second
@@ -160,9 +261,9 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
     m["threshold"] = threshold
     m["alerts"] = len(run.alerts)
     m["dead_letters"] = len(run.dead)
-    if any(typ):
+    if any(typ) and labelled:
         m["typologies"] = typology_metrics(scores, labels, typ, threshold)
-    if len(run.components) > 1:
+    if len(run.components) > 1 and labelled:
         comps = {k: v[sl] for k, v in run.components.items()}
         comps["final"] = scores
         m["components"] = ablation(comps, labels, typ, focus=("mule_chain", "collusion_ring"))
@@ -171,21 +272,35 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
 
 def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_path: str | None,
              eval_after: float | None, eval_fraction: float | None, state_dir: str | None,
-             progress: bool = True, model: ScoringModel | None = None) -> dict[str, Any]:
-    """Score a labelled file and write metrics.json, report.md and plots into ``out_dir``."""
+             progress: bool = True, model: ScoringModel | None = None,
+             say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Score a labelled file and write metrics.json, report.md and plots into ``out_dir``.
+
+    An unlabelled file gets throughput, alert rate and the score distribution, and a
+    ``quality`` entry saying why there is no quality metric. A kept ``state_dir``
+    resumes as in :func:`replay` (the metrics then cover the records after its position)."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {str(out)!r} is a file; evaluate writes a directory (metrics.json, report.md, "
+                          "plots): name a new or existing directory")
     out.mkdir(parents=True, exist_ok=True)
     model = model or load_scoring_model(settings)
     ent_labels = read_entity_labels(entity_labels_path) if entity_labels_path else None
     store, tmp = open_store(settings, model, state_dir)
     t0 = time.perf_counter()
     try:
-        with store, open(out / "alerts.jsonl", "wb") as alerts_out:
+        with store, _Output(out / "alerts.jsonl", "alerts") as alerts_out:
             engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
                             dedupe_window=settings.dedupe_window, dlq_raw_max_bytes=settings.dlq_raw_max_bytes,
                             commit_every=settings.commit_every)
-            run = run_batches(engine, file_batches(spec, settings.batch_size), progress=progress,
-                              total_events=count_rows(spec), alerts_out=alerts_out, desc="evaluate")
+            total = count_rows(spec)
+            skip = _resume(store, spec, state_dir, say, total)
+            try:
+                run = run_batches(engine, file_batches(spec, settings.batch_size, skip), progress=progress,
+                                  total_events=None if total is None else max(total - skip, 0),
+                                  alerts_out=alerts_out, desc="evaluate")
+            except CorruptFileError as exc:
+                raise _corrupt(exc, out / "alerts.jsonl") from None
             threshold = float(engine.policy.threshold)
             ent_scores = entity_scores(store, float(run.ts.max())) if ent_labels is not None and len(run.ts) else None
     finally:
@@ -215,6 +330,11 @@ def summary_lines(metrics: dict[str, Any]) -> Iterable[str]:
         if k in metrics:
             v = metrics[k]
             yield f"  {k:<24} {v:,.4f}" if isinstance(v, float) else f"  {k:<24} {v}"
+    q = metrics.get("score_quantiles")
+    if q and "event_auc" not in metrics:  # unlabelled: the distribution is what there is to see
+        yield f"  {'score quantiles':<24} " + "  ".join(f"{k} {v:.4f}" for k, v in q.items())
+    if "quality" in metrics:
+        yield f"  {metrics['quality']}"
     typ = metrics.get("typologies")
     if typ:
         yield ""

@@ -58,6 +58,7 @@ class RunResult:
     batch_seconds: np.ndarray  # engine time per batch
     batch_wall: np.ndarray  # wall-clock time each batch finished, relative to the start
     suppressed: int = 0
+    resumed_from: int = 0  # input records the store already reflected when the run began (its position)
 
     @property
     def n_events(self) -> int:
@@ -84,7 +85,12 @@ def run_batches(
     desc: str = "scoring",
 ) -> RunResult:
     """Run every batch through the engine, in order; the position committed with each
-    batch is the count of input records consumed so far (valid or dead)."""
+    batch is the count of input records consumed so far (valid or dead).
+
+    The count starts at the store's position under ``position_key``: ``batches`` must
+    begin after the records it already reflects (:func:`resume_position` says how many;
+    ``EventFile.batches(skip=)`` leaves them out), or a store kept between runs takes
+    the same records twice."""
     ids: list[str] = []
     ts_parts: list[np.ndarray] = []
     score_parts: list[np.ndarray] = []
@@ -97,7 +103,7 @@ def run_batches(
     secs: list[float] = []
     wall: list[float] = []
     suppressed = 0
-    consumed = engine.store.positions().get(position_key, 0)
+    consumed = resumed_from = resume_position(engine.store, position_key)
     start = time.perf_counter()
     bar = tqdm(total=total_events, unit="ev", desc=desc, disable=not progress, mininterval=0.5, smoothing=0.1)
     try:
@@ -151,7 +157,14 @@ def run_batches(
         batch_seconds=np.asarray(secs, np.float64),
         batch_wall=np.asarray(wall, np.float64),
         suppressed=suppressed,
+        resumed_from=resumed_from,
     )
+
+
+def resume_position(store: Any, position_key: str = "file/0") -> int:
+    """Input records ``store`` already reflects under ``position_key`` (0 for a new store):
+    a resumed run starts after them."""
+    return int(store.positions().get(position_key, 0))
 
 
 def chunk_events(events: Sequence[Event], batch_size: int, extras: dict[str, Sequence[Any]] | None = None
