@@ -7,9 +7,10 @@ restart replays nothing that was acknowledged and loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 from prometheus_client import start_http_server
 
@@ -33,7 +34,8 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
     model = load_scoring_model(settings)
     metrics = EngineMetrics()
     start_metrics_server(settings, metrics.registry)  # a port in use fails here, before the broker is asked
-    created = ensure_topics(settings)
+    with quiet_logger("kafka"):  # kafka-python's retries; an unreachable broker is one error line instead
+        created = ensure_topics(settings)
     if created:
         print(f"riskgraph worker: created topics {', '.join(created)}", file=sys.stderr)
     store = GraphStore(settings.state_dir, mem_dim=model.mem_dim, cache_capacity=settings.cache_capacity,
@@ -58,21 +60,35 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
     return 0
 
 
-def start_metrics_server(settings: Settings, registry: Any) -> None:
-    """Serve ``/metrics`` on ``settings.metrics_host:metrics_port`` (nothing when the port is 0).
+def start_metrics_server(settings: Settings, registry: Any) -> Any:
+    """Serve ``/metrics`` on ``settings.metrics_host:metrics_port`` (nothing when the port is 0);
+    returns the HTTP server (None when off).
 
     A port another process listens on, or a host that is not an address of this machine,
     is a ValueError naming the setting to change, not an OSError traceback.
     """
     if not settings.metrics_port:
-        return
+        return None
     try:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+        server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+        return server
     except OSError as exc:
         raise ValueError(
             f"cannot serve /metrics on {settings.metrics_host}:{settings.metrics_port}: "
             f"{exc.strerror or exc}; choose a free port with --metrics-port or RISKGRAPH_METRICS_PORT "
             "(0 turns /metrics off), or an address of this host with RISKGRAPH_METRICS_HOST") from None
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str) -> Iterator[None]:
+    """Only CRITICAL records of logger ``name`` for the duration (the caller reports failures)."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def quiet_gc() -> None:
