@@ -155,8 +155,7 @@ _RANGES: dict[str, tuple[float | None, float | None, str]] = {
 }
 #: allowed values of the settings that are one of a few words
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-    "sasl_mechanism": ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+    # security_protocol and sasl_mechanism: checked (case-insensitively) by streams.security
     "event_loop": ("uvloop", "asyncio"),
     "consume": ("batch", "stream"),
     "store_compression": ("none", "lz4"),  # state.store.COMPRESSIONS
@@ -212,6 +211,10 @@ def validate(settings: "Settings") -> None:
                 raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
             if f.name in _NON_EMPTY and not value.strip():
                 raise ValueError(f"{key} must not be empty")
+    protocols = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")  # = streams.security.PROTOCOLS (a test checks)
+    if settings.security_protocol.strip().upper() not in protocols:
+        raise ValueError(f"RISKGRAPH_SECURITY_PROTOCOL must be one of {', '.join(protocols)} (any case), "
+                         f"got {settings.security_protocol!r}")
     if not settings.bootstrap_servers:
         raise ValueError(f"RISKGRAPH_BROKER names no host, got {settings.broker!r} (e.g. kafka://127.0.0.1:9092)")
     for hostport in settings.bootstrap_servers:  # "host" alone means port 9092 to both clients

@@ -63,3 +63,12 @@ def test_flags_and_replace_are_validated_too():
 
 def test_the_defaults_are_valid():
     assert Settings() == Settings.from_env({})
+
+
+def test_protocols_agree_with_the_security_module_and_any_case_is_accepted():
+    from streams.security import PROTOCOLS
+
+    for p in PROTOCOLS:
+        assert Settings.from_env({"RISKGRAPH_SECURITY_PROTOCOL": p.lower()}).security_protocol == p.lower()
+    with pytest.raises(ValueError, match="SASL_SSL"):
+        Settings(security_protocol="SASL_TLS")
