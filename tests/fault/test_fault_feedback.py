@@ -89,7 +89,7 @@ def test_forged_feedback_moves_nothing_genuine_is_bounded_and_restart_and_replay
         steps = round((thr1 - thr0) / 0.005)
         assert thr0 < thr1 <= min(thr0 + 10 * 0.005, 0.9) + 1e-9  # <= 10 steps (the rate limit), <= the ceiling
         assert steps <= 10 and _rejected(done, "rate_limited") == 15 - metric(done, APPLIED, label="0") >= 1
-        fault_table("hostile feedback: 121 forged or oversized, 15 genuine (feedback records)", 136,
+        fault_table("hostile feedback records: 121 forged or oversized, 15 genuine", 136,
                     int(metric(done, APPLIED, label="0") + _rejected(done, "rate_limited")), 121,
                     threshold=f"{thr0:.4f}->{thr1:.4f}", applied=int(metric(done, APPLIED, label="0")))
         assert worker.alive()
