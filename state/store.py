@@ -29,7 +29,7 @@ import mmap
 import os
 import re
 import shutil
-from typing import Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from rocksdict import (
@@ -49,7 +49,7 @@ from state.affinity import ThreadPinner
 from state.cache import RowCache
 from state.gather import gather_lead
 from state.memcache import MemCache
-from state.window import RecentKeys
+from state.window import RecentHashes, RecentKeys
 from state.codecs import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
@@ -329,7 +329,7 @@ class GraphStore:
             if type(exc) is Exception:  # rocksdict's: e.g. a damaged block of the meta records
                 raise _open_error(self.path, exc) from None
             raise
-        self._windows: dict[str, RecentKeys] = {}
+        self._windows: dict[str, RecentKeys | RecentHashes] = {}
         self._write_opts = WriteOptions()
         self._write_opts.sync = bool(sync)
         self._ids = IdMap(self._db, next_id, id_cache_capacity or max(int(cache_capacity), int(mem_cache_capacity)))
@@ -635,10 +635,19 @@ class GraphStore:
     def window(self, name: str, capacity: int) -> RecentKeys:
         """The window of recent keys ``name`` (``state.window``), read back from the store on
         first use and written with every :meth:`commit` from then on."""
+        return self._window(RecentKeys, name, capacity)
+
+    def hash_window(self, name: str, capacity: int) -> RecentHashes:
+        """The window of recent 64-bit hashes ``name`` (``state.window.RecentHashes``), as :meth:`window`."""
+        return self._window(RecentHashes, name, capacity)
+
+    def _window(self, kind: type, name: str, capacity: int) -> Any:
         w = self._windows.get(name)
+        if w is not None and not isinstance(w, kind):
+            raise ValueError(f"window {name!r} is open as a {type(w).__name__}, not a {kind.__name__}")
         if w is None:
             db = self._check_open()
-            w = RecentKeys(name, capacity)
+            w = kind(name, capacity)
             prefix = w.prefix
 
             def stored() -> Iterator[tuple[bytes, bytes]]:

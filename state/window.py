@@ -23,13 +23,23 @@ payload; opening reads them back in order.
 True
 >>> b"a" in w, sorted(w.keys())
 (False, [b'b', b'c'])
+
+:class:`RecentHashes` is the same idea for one 64-bit hash per key and many keys per
+second (every event id): no payload, and on disk one record per commit holding that
+commit's new hashes, so a commit costs one RocksDB write however many ids it adds.
+
+>>> h = RecentHashes("doc", capacity=2)
+>>> [h.add(x) for x in (5, 5, 7, 9)], 5 in h, sorted(h)
+([True, False, True, True], False, [7, 9])
 """
 
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Iterable, Iterator
+
+import numpy as np
 
 from state.keys import WINDOW
 
@@ -119,4 +129,119 @@ class RecentKeys:
     def mark_committed(self) -> None:
         """The batch holding :meth:`write_pending`'s changes is in RocksDB."""
         self._puts.clear()
+        self._deletes.clear()
+
+
+class RecentHashes:
+    """The newest ``capacity`` distinct 64-bit hashes, FIFO, persisted one segment per commit.
+
+    On disk: ``WINDOW + name + b"/" + seq`` (>u8) holds the hashes a commit added (int64,
+    little-endian); a segment whose hashes have all left the window is deleted.
+    """
+
+    def __init__(self, name: str, capacity: int) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
+        self.name = name
+        self.prefix = window_prefix(name)
+        self.capacity = capacity
+        self._members: set[int] = set()
+        self._order: deque[int] = deque()
+        self._pending: list[int] = []  # added since the last commit
+        self._segments: deque[tuple[int, int]] = deque()  # (seq, hashes) on disk, oldest first
+        self._stored = 0  # hashes in those segments
+        self._next_seq = 0
+        self._deletes: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, h: int) -> bool:
+        return h in self._members
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order)
+
+    def add(self, h: int) -> bool:
+        """Add ``h`` unless present; True if it was new. The oldest go past ``capacity``."""
+        members = self._members
+        if h in members:
+            return False
+        members.add(h)
+        self._order.append(h)
+        self._pending.append(h)
+        if len(self._order) > self.capacity:
+            members.discard(self._order.popleft())
+        return True
+
+    def add_many(self, hashes: Iterable[int]) -> list[int]:
+        """:meth:`add` each hash in turn; the positions of those that were new.
+
+        >>> RecentHashes("doc", capacity=4).add_many([1, 2, 1, 3])
+        [0, 1, 3]
+        """
+        members, order, pending, cap = self._members, self._order, self._pending, self.capacity
+        new = []
+        for i, h in enumerate(hashes):
+            if h in members:
+                continue
+            members.add(h)
+            order.append(h)
+            pending.append(h)
+            new.append(i)
+            if len(order) > cap:
+                members.discard(order.popleft())
+        return new
+
+    def load(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Fill from stored segments in key order (the store's prefix scan)."""
+        plen = len(self.prefix)
+        for k, v in items:
+            seq = _SEQ.unpack(k[plen:plen + 8])[0]
+            hashes = np.frombuffer(v, "<i8")
+            self._segments.append((seq, len(hashes)))
+            self._stored += len(hashes)
+            self._order.extend(hashes.tolist())
+            self._next_seq = seq + 1
+        if len(self._order) > self.capacity:  # opened with a smaller capacity: rewrite what is kept
+            while len(self._order) > self.capacity:
+                self._order.popleft()
+            self._deletes.extend(seq for seq, _ in self._segments)
+            self._segments.clear()
+            self._stored = 0
+            self._pending = list(self._order)
+        self._members = set(self._order)
+
+    def _drop_old_segments(self) -> None:
+        # a segment goes when every hash in it is older than the window
+        while self._segments and self._stored - self._segments[0][1] >= len(self._order):
+            seq, n = self._segments.popleft()
+            self._stored -= n
+            self._deletes.append(seq)
+
+    def write_pending(self, wb: Any) -> None:
+        """Put the commit's new segment and the deletions into a RocksDB ``WriteBatch``
+        (nothing changes here: :meth:`mark_committed` applies it once RocksDB has it)."""
+        p = self.prefix
+        if self._pending:
+            wb[p + _SEQ.pack(self._next_seq)] = np.asarray(self._pending, "<i8").tobytes()
+        segments, stored = list(self._segments), self._stored
+        if self._pending:
+            segments.append((self._next_seq, len(self._pending)))
+            stored += len(self._pending)
+        deletes = list(self._deletes)
+        while segments and stored - segments[0][1] >= len(self._order):
+            deletes.append(segments[0][0])
+            stored -= segments.pop(0)[1]
+        for seq in deletes:
+            wb.delete(p + _SEQ.pack(seq))
+
+    def mark_committed(self) -> None:
+        """The batch holding :meth:`write_pending`'s changes is in RocksDB."""
+        if self._pending:
+            self._segments.append((self._next_seq, len(self._pending)))
+            self._stored += len(self._pending)
+            self._next_seq += 1
+            self._pending = []
+        self._drop_old_segments()
         self._deletes.clear()
