@@ -49,7 +49,7 @@ from state.affinity import ThreadPinner
 from state.cache import RowCache
 from state.gather import gather_lead
 from state.memcache import MemCache
-from state.window import RecentHashes, RecentKeys
+from state.window import RecentIds, RecentKeys
 from state.codecs import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
@@ -329,7 +329,7 @@ class GraphStore:
             if type(exc) is Exception:  # rocksdict's: e.g. a damaged block of the meta records
                 raise _open_error(self.path, exc) from None
             raise
-        self._windows: dict[str, RecentKeys | RecentHashes] = {}
+        self._windows: dict[str, RecentKeys | RecentIds] = {}
         self._write_opts = WriteOptions()
         self._write_opts.sync = bool(sync)
         self._ids = IdMap(self._db, next_id, id_cache_capacity or max(int(cache_capacity), int(mem_cache_capacity)))
@@ -637,9 +637,9 @@ class GraphStore:
         first use and written with every :meth:`commit` from then on."""
         return self._window(RecentKeys, name, capacity)
 
-    def hash_window(self, name: str, capacity: int) -> RecentHashes:
-        """The window of recent 64-bit hashes ``name`` (``state.window.RecentHashes``), as :meth:`window`."""
-        return self._window(RecentHashes, name, capacity)
+    def id_window(self, name: str, capacity: int) -> RecentIds:
+        """The window of recent string ids ``name`` (``state.window.RecentIds``), as :meth:`window`."""
+        return self._window(RecentIds, name, capacity)
 
     def _window(self, kind: type, name: str, capacity: int) -> Any:
         w = self._windows.get(name)

@@ -24,13 +24,15 @@ True
 >>> b"a" in w, sorted(w.keys())
 (False, [b'b', b'c'])
 
-:class:`RecentHashes` is the same idea for one 64-bit hash per key and many keys per
-second (every event id): no payload, and on disk one record per commit holding that
-commit's new hashes, so a commit costs one RocksDB write however many ids it adds.
+:class:`RecentIds` is the same idea for many string ids a second (every event id): no
+payload, and on disk one record per commit holding that commit's new ids, so a commit
+costs one RocksDB write however many ids it adds. The ids are kept as they are (a set of
+``str``: exact, no hash collisions, and Python's string hashing is keyed per process, so
+nobody can flood it with colliding ids).
 
->>> h = RecentHashes("doc", capacity=2)
->>> [h.add(x) for x in (5, 5, 7, 9)], 5 in h, sorted(h)
-([True, False, True, True], False, [7, 9])
+>>> h = RecentIds("doc", capacity=2)
+>>> [h.add(x) for x in ("a", "a", "b", "c")], "a" in h, sorted(h)
+([True, False, True, True], False, ['b', 'c'])
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ import struct
 from collections import OrderedDict, deque
 from typing import Any, Iterable, Iterator
 
-import numpy as np
+import msgspec
 
 from state.keys import WINDOW
 
 _SEQ = struct.Struct(">Q")
+_ids_enc = msgspec.msgpack.Encoder()
+_ids_dec = msgspec.msgpack.Decoder(list[bytes])
 MAX_KEY_BYTES = 255
 MAX_NAME_BYTES = 64
 
@@ -132,11 +136,11 @@ class RecentKeys:
         self._deletes.clear()
 
 
-class RecentHashes:
-    """The newest ``capacity`` distinct 64-bit hashes, FIFO, persisted one segment per commit.
+class RecentIds:
+    """The newest ``capacity`` distinct string ids, FIFO, persisted one segment per commit.
 
-    On disk: ``WINDOW + name + b"/" + seq`` (>u8) holds the hashes a commit added (int64,
-    little-endian); a segment whose hashes have all left the window is deleted.
+    On disk: ``WINDOW + name + b"/" + seq`` (>u8) holds the ids a commit added (a MessagePack
+    array of their UTF-8 bytes); a segment whose ids have all left the window is deleted.
     """
 
     def __init__(self, name: str, capacity: int) -> None:
@@ -145,24 +149,24 @@ class RecentHashes:
         self.name = name
         self.prefix = window_prefix(name)
         self.capacity = capacity
-        self._members: set[int] = set()
-        self._order: deque[int] = deque()
-        self._pending: list[int] = []  # added since the last commit
-        self._segments: deque[tuple[int, int]] = deque()  # (seq, hashes) on disk, oldest first
-        self._stored = 0  # hashes in those segments
+        self._members: set[str] = set()
+        self._order: deque[str] = deque()
+        self._pending: list[str] = []  # added since the last commit
+        self._segments: deque[tuple[int, int]] = deque()  # (seq, ids) on disk, oldest first
+        self._stored = 0  # ids in those segments
         self._next_seq = 0
         self._deletes: list[int] = []
 
     def __len__(self) -> int:
         return len(self._order)
 
-    def __contains__(self, h: int) -> bool:
+    def __contains__(self, h: str) -> bool:
         return h in self._members
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[str]:
         return iter(self._order)
 
-    def add(self, h: int) -> bool:
+    def add(self, h: str) -> bool:
         """Add ``h`` unless present; True if it was new. The oldest go past ``capacity``."""
         members = self._members
         if h in members:
@@ -174,10 +178,10 @@ class RecentHashes:
             members.discard(self._order.popleft())
         return True
 
-    def add_many(self, hashes: Iterable[int]) -> list[int]:
-        """:meth:`add` each hash in turn; the positions of those that were new.
+    def add_many(self, hashes: Iterable[str]) -> list[int]:
+        """:meth:`add` each id in turn; the positions of those that were new.
 
-        >>> RecentHashes("doc", capacity=4).add_many([1, 2, 1, 3])
+        >>> RecentIds("doc", capacity=4).add_many(["x", "y", "x", "z"])
         [0, 1, 3]
         """
         members, order, pending, cap = self._members, self._order, self._pending, self.capacity
@@ -198,10 +202,10 @@ class RecentHashes:
         plen = len(self.prefix)
         for k, v in items:
             seq = _SEQ.unpack(k[plen:plen + 8])[0]
-            hashes = np.frombuffer(v, "<i8")
-            self._segments.append((seq, len(hashes)))
-            self._stored += len(hashes)
-            self._order.extend(hashes.tolist())
+            ids = [b.decode("utf-8", "surrogatepass") for b in _ids_dec.decode(v)]
+            self._segments.append((seq, len(ids)))
+            self._stored += len(ids)
+            self._order.extend(ids)
             self._next_seq = seq + 1
         if len(self._order) > self.capacity:  # opened with a smaller capacity: rewrite what is kept
             while len(self._order) > self.capacity:
@@ -213,7 +217,7 @@ class RecentHashes:
         self._members = set(self._order)
 
     def _drop_old_segments(self) -> None:
-        # a segment goes when every hash in it is older than the window
+        # a segment goes when every id in it is older than the window
         while self._segments and self._stored - self._segments[0][1] >= len(self._order):
             seq, n = self._segments.popleft()
             self._stored -= n
@@ -224,7 +228,9 @@ class RecentHashes:
         (nothing changes here: :meth:`mark_committed` applies it once RocksDB has it)."""
         p = self.prefix
         if self._pending:
-            wb[p + _SEQ.pack(self._next_seq)] = np.asarray(self._pending, "<i8").tobytes()
+            # bytes, not str: an id may hold a lone surrogate, which UTF-8 strings cannot
+            wb[p + _SEQ.pack(self._next_seq)] = _ids_enc.encode(
+                [i.encode("utf-8", "surrogatepass") for i in self._pending])
         segments, stored = list(self._segments), self._stored
         if self._pending:
             segments.append((self._next_seq, len(self._pending)))

@@ -28,7 +28,6 @@ engine per partition set, as Kafka partitions are the unit of parallelism.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import threading
 import time
@@ -65,20 +64,6 @@ class AlertRecord(NamedTuple):
     model_version: str
 
 
-def event_id_key(event_id: str) -> int:
-    """The 64-bit key of an event id in the dedupe window (BLAKE2b: any id length; two ids
-    collide by chance with probability about n^2 / 2^65 in a window of n, and nobody can
-    make a given id collide without 2^64 work).
-
-    >>> event_id_key("e1") == event_id_key("e1") != event_id_key("e2")
-    True
-    """
-    h = _EVID_HASH.copy()  # a copy of a prepared hasher: a third of the cost of building one per id
-    h.update(event_id.encode("utf-8", "surrogatepass"))
-    return int.from_bytes(h.digest(), "little", signed=True)
-
-
-_EVID_HASH = hashlib.blake2b(digest_size=8, person=b"riskgraph.evid")
 
 _BLOB_DETECTOR = "detector"
 _BLOB_POLICY = "policy"
@@ -133,7 +118,7 @@ class Engine:
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {v!r}")
         # a repeated event id within the window is a dead letter (its alert id would collide)
-        self._seen = store.hash_window(WINDOW_EVENT_IDS, dedupe_window) if dedupe_window else None
+        self._seen = store.id_window(WINDOW_EVENT_IDS, dedupe_window) if dedupe_window else None
         # alerts raised, so that feedback can be checked against what this deployment sent
         self._sent = store.window(WINDOW_ALERTS, alert_window) if alert_window else None
         self.dlq_raw_max_bytes = dlq_raw_max_bytes
@@ -350,8 +335,7 @@ class Engine:
         seen = self._seen
         if seen is None:
             return list(range(len(events))), []
-        key = event_id_key
-        kept = seen.add_many([key(ev.id) for ev in events])
+        kept = seen.add_many([ev.id for ev in events])
         if len(kept) == len(events):
             return kept, []
         dups: list[DeadLetter] = []

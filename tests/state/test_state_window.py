@@ -57,31 +57,40 @@ def test_window_rejects_bad_names_and_keys(tmp_path):
             store.window("ok", 3).add(b"x" * 256)
 
 
-def test_hash_window_keeps_one_segment_per_commit_and_deletes_what_left(tmp_path):
+def test_id_window_keeps_one_segment_per_commit_and_deletes_what_left(tmp_path):
     with GraphStore(tmp_path / "s") as store:
-        w = store.hash_window("ev", capacity=5)
-        for batch in ([1, 2, 3], [4, 5], [6, 7, 8], [9]):
+        w = store.id_window("ev", capacity=5)
+        for batch in (["1", "2", "3"], ["4", "5"], ["6", "7", "8"], ["9"]):
             assert w.add_many(batch) == list(range(len(batch)))
             store.commit()
-        assert list(w) == [5, 6, 7, 8, 9]
-        w.add_many([10])  # never committed
+        assert list(w) == ["5", "6", "7", "8", "9"]
+        w.add_many(["10"])  # never committed
         segs = [k for k in store._check_open().keys(from_key=b"W") if k.startswith(b"Wev/")]
         assert len(segs) == 3  # [1, 2, 3] left the window entirely; [4, 5] still holds 5
     with GraphStore(tmp_path / "s") as store:
-        w = store.hash_window("ev", capacity=5)
-        assert list(w) == [5, 6, 7, 8, 9] and 10 not in w and 4 not in w
-        assert w.add_many([9, 10, 10]) == [1]
-        with pytest.raises(ValueError, match="RecentHashes"):
+        w = store.id_window("ev", capacity=5)
+        assert list(w) == ["5", "6", "7", "8", "9"] and "10" not in w and "4" not in w
+        assert w.add_many(["9", "10", "10"]) == [1]
+        with pytest.raises(ValueError, match="RecentIds"):
             store.window("ev", 5)
 
 
-def test_hash_window_reopened_smaller_keeps_the_newest(tmp_path):
+def test_id_window_reopened_smaller_keeps_the_newest(tmp_path):
     with GraphStore(tmp_path / "s") as store:
-        store.hash_window("ev", capacity=100).add_many(range(50))
+        store.id_window("ev", capacity=100).add_many([f"e{i}" for i in range(50)])
         store.commit()
     with GraphStore(tmp_path / "s") as store:
-        w = store.hash_window("ev", capacity=10)
-        assert list(w) == list(range(40, 50))
+        w = store.id_window("ev", capacity=10)
+        assert list(w) == [f"e{i}" for i in range(40, 50)]
         store.commit()
     with GraphStore(tmp_path / "s") as store:
-        assert list(store.hash_window("ev", capacity=100)) == list(range(40, 50))
+        assert list(store.id_window("ev", capacity=100)) == [f"e{i}" for i in range(40, 50)]
+
+
+def test_id_window_is_exact_for_any_string(tmp_path):
+    ids = ["", "é", "\udcff", "a\nb", "x" * 256, "e1", "E1"]
+    with GraphStore(tmp_path / "s") as store:
+        assert store.id_window("ev", capacity=10).add_many(ids + ids) == list(range(len(ids)))
+        store.commit()
+    with GraphStore(tmp_path / "s") as store:
+        assert list(store.id_window("ev", capacity=10)) == ids
