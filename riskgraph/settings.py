@@ -51,7 +51,7 @@ class Settings:
     batch_window_s: float = 0.01  # the T of take(N, within=T): latency bound of a partial batch
     event_loop: str = "uvloop"  # "uvloop" (faster asyncio, Linux/macOS) or "asyncio"
     fetch_max_wait_ms: int = 20  # longest the broker holds a fetch (Faust hard-codes 1500: stalls, see streams/batching.py)
-    fetch_max_bytes: int = 256 * 1024  # per-partition fetch size; 1 MB fetches halved throughput (bench_kafka, with a 1.5 s fetch wait)
+    fetch_max_bytes: int = 256 * 1024  # per-partition fetch size; larger fetches were slower (benchmarks/README.md, bench_kafka)
     consume: str = "batch"  # "batch" (bulk drain of Faust's channel queue) or "stream" (a Faust agent, take_events)
     # -- engine ---------------------------------------------------------------
     state_dir: str = "./state-data"  # RocksDB store (one per worker)

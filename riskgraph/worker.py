@@ -98,9 +98,8 @@ def quiet_gc() -> None:
     lives as long as the process: ``gc.freeze`` moves it out of the collector's sight,
     so a full collection no longer walks it. The worker allocates a few objects per
     record and frees them by reference counting, so young collections can be rarer.
-    At 5,000 events/s offered, one back-to-back pair of ``benchmarks/bench_kafka.py``
-    runs went from p99 229 ms without it to 116 ms with it; later runs with it spread
-    from 232 to 443 ms, so the gain is within this machine's run-to-run noise.
+    Measured with ``benchmarks/bench_kafka.py``, the p99 gain was within run-to-run
+    noise (``benchmarks/README.md``).
     """
     import gc
 

@@ -91,9 +91,8 @@ class LeadRows(NamedTuple):
 
 #: Block compression of the store's files. "none" by default: node records are read at
 #: random, one 4 kB block per record, and decompressing that block is most of a read
-#: once the block cache is outgrown -- at 10^6 nodes (benchmarks/bench_tgn_scale.py,
-#: interleaved runs on the same data) 6,949 and 7,023 events/s uncompressed against
-#: 4,708 and 5,969 with LZ4, for 1,250 instead of 918 bytes per node on disk.
+#: once the block cache is outgrown; LZ4 saves disk (about a quarter) at that cost
+#: (measured with benchmarks/bench_tgn_scale.py: benchmarks/README.md).
 COMPRESSIONS = {"none": DBCompressionType.none, "lz4": DBCompressionType.lz4}
 
 
@@ -103,9 +102,8 @@ DIRECT_IO_MODES = ("auto", "on", "off")
 
 #: ``GraphStore(compaction=)`` values: RocksDB's compaction style. "universal" (the
 #: store's default) merges sorted runs of similar size, which rewrites each record fewer
-#: times in a store whose every record is overwritten again and again: at 10^6 nodes 16 %
-#: fewer bytes written and 34 % fewer read by compactions, 6-9 % more events/s and a lower
-#: batch p99 than "level" (benchmarks/bench_tgn_scale.py, README). Its price: a compaction
+#: times in a store whose every record is overwritten again and again: fewer bytes
+#: compacted and more events/s than "level" at 10^6 nodes (benchmarks/README.md). Its price: a compaction
 #: of all runs now and then, which needs up to the store's size again in free disk for a
 #: while. "level" (RocksDB's own default) keeps one sorted run per level and needs less
 #: headroom. Either opens a store written with the other.
@@ -161,10 +159,9 @@ def _db_options(create: bool, block_cache_mb: int, compression: str = "none", di
     opts.set_compression_type(COMPRESSIONS[compression]())
     # Flushes and compactions stream whole files; through the page cache that is a kernel
     # copy of every byte and pages to recycle, next to a scoring thread that waits on
-    # memory. At 10^6 nodes with the graph in the row cache (benchmarks/profile_tgn_scale.py,
-    # six rotations) direct I/O was 4-35 % faster than buffered; but a store read back from
-    # disk then misses the page cache for every freshly compacted file (the TGN soak, 100,000
-    # cached rows: 16,467 against 22,499 events/s), so it is off unless asked for.
+    # memory: direct I/O is faster while the graph fits the row cache, but a store read back
+    # from disk then misses the page cache for every freshly compacted file (both measured:
+    # benchmarks/README.md), so it is off unless asked for.
     opts.set_use_direct_io_for_flush_and_compaction(direct_io)
     opts.set_compaction_style(COMPACTIONS[compaction]())
     return opts
@@ -278,7 +275,7 @@ class GraphStore:
     :func:`direct_io_supported`; the attribute ``direct_io`` says what was chosen) or "on"
     (an error where it does not). Faster when the rows live in the row cache (writes
     only), slower when rows are read back from RocksDB: freshly compacted files are then
-    not in the page cache (README, Benchmarks). ``compaction``: RocksDB's compaction
+    not in the page cache (``benchmarks/README.md``). ``compaction``: RocksDB's compaction
     style, "universal" (the default) or "level" (see ``COMPACTIONS``).
     """
 

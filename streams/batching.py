@@ -3,10 +3,9 @@
 Faust delivers each Kafka record through its conductor into a channel queue, then a
 ``Stream`` iterates the queue one record at a time (an ``Event`` object, sensors, a
 context variable, processors, an ack under a lock), and ``take_events`` buffers the
-stream again behind two ``asyncio.Event``\\ s. A py-spy profile of one worker on the
-benchmark (``benchmarks/bench_kafka.py``) put about 84 % of its wall time there and
-16 % in the Engine: the per-record path, not the scoring, set the ceiling (about
-5,800 events/s on 2 cores with the broker beside it).
+stream again behind two ``asyncio.Event``\\ s. Profiled on ``benchmarks/bench_kafka.py``,
+that per-record path, not the scoring, set the worker's ceiling (the measurements are in
+``benchmarks/README.md``).
 
 :class:`BatchTopic` keeps everything Faust is good at -- consumer group membership,
 fetching, back-pressure (the channel's ``FlowControlQueue`` pauses fetching of a
@@ -249,8 +248,8 @@ def set_fetch_max_wait(consumer: Any, ms: int) -> None:
     faust-streaming 0.15 hard-codes 1,500 ms. aiokafka keeps one fetch in flight per
     broker and leaves a partition out of the request while records of it are still
     buffered, so a request that happens to cover only idle partitions (``feedback``,
-    Faust's leader topic) parks the busy ``events`` partition for the full wait: on the
-    benchmark that capped a Faust-stream worker near 1,300 events/s. The value is set
+    Faust's leader topic) parks the busy ``events`` partition for the full wait
+    (measured: ``benchmarks/README.md``). The value is set
     on the aiokafka consumer before it starts (its fetcher reads it there).
     """
     if ms < 0:
