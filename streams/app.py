@@ -57,6 +57,18 @@ _dead_enc = msgspec.json.Encoder()
 _MAX_DLQ_KEY_BYTES = 1024
 
 
+def dead_letter_key(key: bytes | None) -> bytes | None:
+    """The key a dead letter is sent with: the record's own, or for a poison key (over 1 KiB)
+    its digest, so that the dead letter stays far below the producer's size limit.
+
+    >>> dead_letter_key(b"acct-1"), dead_letter_key(b"k" * 5000)[:7]
+    (b'acct-1', b'sha256:')
+    """
+    if key is not None and len(key) > _MAX_DLQ_KEY_BYTES:
+        return b"sha256:" + hashlib.sha256(key).hexdigest().encode()
+    return key
+
+
 def group_instance_id(settings: Any) -> str | None:
     """The static group membership id (``group_instance_id``): None when "off".
 
@@ -78,8 +90,9 @@ def group_instance_id(settings: Any) -> str | None:
         return None
     if gid.lower() != "auto":
         return gid
-    where = f"{socket.gethostname()}:{os.path.abspath(settings.state_dir)}"
-    return f"{settings.app_id}-{socket.gethostname()[:40]}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
+    host = socket.gethostname()
+    where = f"{host}:{os.path.abspath(settings.state_dir)}"
+    return f"{settings.app_id}-{host[:40]}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
 class Worker:
@@ -225,16 +238,15 @@ class Worker:
             futs.append(await producer.send(self.settings.alerts_topic, a.src.encode(), encode_alert(a),
                                             None, None, None))
         for d in result.dead:
-            key = msgs[d.index].key if d.index is not None else None
-            if key is not None and len(key) > _MAX_DLQ_KEY_BYTES:  # a poison key: keep the record sendable
-                key = b"sha256:" + hashlib.sha256(key).hexdigest().encode()
+            key = dead_letter_key(msgs[d.index].key if d.index is not None else None)
             futs.append(await producer.send(self.settings.dlq_topic, key, _dead_enc.encode(d), None, None, None))
         if futs:
             await asyncio.gather(*futs)  # the broker has them (acks=all) before the store commits
 
     async def _send_dead(self, key: bytes | None, dead: DeadLetter) -> None:
         """Send one dead letter and wait for the broker's acknowledgement."""
-        await self.app.producer.send_and_wait(self.settings.dlq_topic, key, _dead_enc.encode(dead), None, None, None)
+        await self.app.producer.send_and_wait(self.settings.dlq_topic, dead_letter_key(key), _dead_enc.encode(dead),
+                                              None, None, None)
 
     def _observe(self, result: BatchResult, msgs: list[Any], tp: TP, seconds: float) -> None:
         m = self.metrics

@@ -64,7 +64,6 @@ class AlertRecord(NamedTuple):
     model_version: str
 
 
-
 _BLOB_DETECTOR = "detector"
 _BLOB_POLICY = "policy"
 _BLOB_VERSION = "model_version"
@@ -198,7 +197,7 @@ class Engine:
         )
         t1 = time.perf_counter()
         result = self.process_events(decoded.events, positions=positions, received_at=received, _t0=t0,
-                                     commit=commit, _raws=values)
+                                     commit=commit)
         # process_events indexed the events it kept (and its duplicates) by position in
         # decoded.events: map both back to positions in ``values``
         result.index = [decoded.index[k] for k in result.index]
@@ -217,7 +216,6 @@ class Engine:
         received_at: float | None = None,
         commit: bool = True,
         _t0: float | None = None,
-        _raws: Sequence[bytes] | None = None,
     ) -> BatchResult:
         """Process already validated events (file replay, simulators), in order.
 

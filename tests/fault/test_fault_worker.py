@@ -13,7 +13,7 @@ import pytest
 
 from riskgraph.broker import LocalBroker, free_ports
 from streams.kafka_io import ensure_topics
-from tests.integration.worker_proc import WorkerConfig, WorkerProcess, metric
+from tests.integration.worker_proc import WorkerConfig, WorkerProcess, metric, read_topic
 
 from .faults import dead_lettered, outcome, scored, send_all, traffic, wait_settled, worker_log_errors
 
@@ -62,15 +62,25 @@ def test_a_poison_record_is_one_bounded_dead_letter_and_the_partition_moves_on(k
                          "blob": "x" * 900_000}).encode()
     cfg = _config(kafka_bootstrap, tmp_path, "poison", batch_size=100)
     send_all(kafka_bootstrap, cfg.events_topic, before + [(b"k" * 100_000, poison)] + after)  # a poison key too
+    # and on the feedback topic: a 900 KB key on a small record for an alert never raised
+    send_all(kafka_bootstrap, cfg.feedback_topic, [(b"f" * 900_000, b'{"alert_id": "00", "label": 1}')])
     with WorkerProcess(cfg, tmp_path / "worker.log") as worker:
         final = wait_settled(worker, 1001)
+        worker.wait_for("the feedback dead letter",
+                        lambda s: metric(s, "riskgraph_feedback_rejected_total", reason="unknown_alert") == 1)
         assert worker.terminate() == 0
     out = outcome(kafka_bootstrap, cfg)
-    fault_table("poison record: 900 KB value, 100 KB key", 1001, scored(final), dead_lettered(final))
+    fault_table("poison records: 900 KB event (100 KB key), 900 KB feedback key", 1001, scored(final),
+                dead_lettered(final), feedback_dead=1)
     assert scored(final) == 1000 and dead_lettered(final) == 1
-    (d,) = out["dead"]
+    ev_dead, fb_dead = (sorted((d for d in out["dead"] if d["topic"] == t), key=lambda d: d["offset"])
+                        for t in (cfg.events_topic, cfg.feedback_topic))
+    (d,) = ev_dead
     assert d["category"] == "oversized" and d["offset"] == 500 and d["raw_size"] == len(poison)
     assert len(json.dumps(d)) < 16_384  # far below any producer limit
+    assert [x["category"] for x in fb_dead] == ["unknown_alert"]
+    keys = [r.key for r in read_topic(kafka_bootstrap, cfg.dlq_topic)]
+    assert all(k.startswith(b"sha256:") and len(k) == 71 for k in keys)  # both poison keys, as digests
     assert out["positions"] == {f"{cfg.events_topic}/0": 1001}
 
 
