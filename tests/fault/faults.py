@@ -12,12 +12,10 @@ import random
 from pathlib import Path
 from typing import Any, Mapping
 
-from kafka import KafkaProducer
-
 from state.store import GraphStore
 from streams.alerts import decode_alert
 from tests.fault.conftest import SLOW_SCORER
-from tests.integration.worker_proc import read_topic
+from tests.integration.worker_proc import read_topic, send_all  # noqa: F401  (send_all: for the fault tests)
 
 T0 = 1_704_067_200.0
 
@@ -32,20 +30,6 @@ def traffic(n: int, *, seed: int = 0, prefix: str = "e", t0: float = T0) -> list
               "amount": round(rng.lognormvariate(3.0, 1.0), 2)}
         out.append((src.encode(), json.dumps(ev).encode()))
     return out
-
-
-def send_all(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]], *,
-             max_request_size: int = 2 * 1024 * 1024) -> None:
-    """Send in order to partition 0 with acks=all; wait for every acknowledgement."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                             max_in_flight_requests_per_connection=1, max_request_size=max_request_size)
-    try:
-        futs = [producer.send(topic, key=k, value=v, partition=0) for k, v in records]
-        producer.flush(timeout=120)
-        for f in futs:
-            f.get(timeout=60)
-    finally:
-        producer.close()
 
 
 def slow_scorer_env(delay_s: float) -> dict[str, str]:

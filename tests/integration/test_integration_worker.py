@@ -26,7 +26,6 @@ from typing import Any, Iterator
 
 import msgspec
 import pytest
-from kafka import KafkaProducer
 
 from riskgraph.broker import free_ports
 from riskgraph.cli import main as cli_main
@@ -35,7 +34,8 @@ from simulators.transactions import SimConfig, SimResult, simulate, write_events
 from state.store import GraphStore
 from streams.alerts import Alert, decode_alert
 from streams.events import DeadLetter
-from .worker_proc import (WorkerConfig, WorkerProcess, clean_environ, metric, metric_sum, read_topic)
+from .worker_proc import (WorkerConfig, WorkerProcess, clean_environ, metric, metric_sum, read_topic,
+                          send_all)
 
 SIM = SimConfig(seed=11, n_persons=1500, n_merchants=200, days=2)
 
@@ -102,19 +102,6 @@ def interleave(events_bytes: list[tuple[bytes, bytes]], bad: list[tuple[bytes | 
         bad_at[len(records)] = (value, cat)
         records.append((f"bad-{len(records)}".encode(), value))
     return records, bad_at
-
-
-def send_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None]]) -> None:
-    """Send in order to partition 0, acks=all, and wait for every acknowledgement."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_in_flight_requests_per_connection=1,
-                             max_request_size=2 * 1024 * 1024)
-    try:
-        futs = [producer.send(topic, key=k, value=v, partition=0) for k, v in records]
-        producer.flush(timeout=60)
-        for f in futs:
-            f.get(timeout=30)
-    finally:
-        producer.close()
 
 
 def event_records(sim: SimResult) -> list[tuple[bytes, bytes]]:

@@ -6,7 +6,7 @@ A :class:`WorkerProcess` starts ``python -m riskgraph.cli worker`` with that env
 (stdout and stderr into a log file: a pipe could fill up and stall the worker), scrapes
 its ``/metrics`` endpoint, and always stops it: SIGTERM first, SIGKILL after a timeout.
 
-Also: :func:`read_topic` (every record of a topic up to its current end) and
+Also: :func:`send_all` (records in order, every one acknowledged), :func:`read_topic` (every record of a topic up to its current end) and
 :func:`scrape` (Prometheus text to ``{(name, labels): value}``).
 
 >>> cfg = WorkerConfig.fresh("127.0.0.1:9092", "/tmp/state", metrics_port=19108, tag="doc")
@@ -204,6 +204,22 @@ class WorkerProcess:
         self.terminate()
         if exc_type is not None:
             print(f"--- worker log ({self.log_path}) ---\n{self.log_tail()}", file=sys.stderr)
+
+
+def send_all(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]], *,
+             max_request_size: int = 2 * 1024 * 1024) -> None:
+    """Send (key, value) records in order to partition 0 with acks=all; wait for every acknowledgement."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                             max_in_flight_requests_per_connection=1, max_request_size=max_request_size)
+    try:
+        futs = [producer.send(topic, key=k, value=v, partition=0) for k, v in records]
+        producer.flush(timeout=120)
+        for f in futs:
+            f.get(timeout=60)
+    finally:
+        producer.close()
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[Any]:
