@@ -73,6 +73,13 @@ def file_batches(spec: FileSpec, batch_size: int, skip: int = 0) -> Iterator[Str
         yield StreamBatch(fb.events, fb.extras, fb.dead)
 
 
+def output_error(what: str, path: str | Path, exc: OSError, fix: str = "choose another path") -> OutputError:
+    """One line for a failed write of ``what`` to ``path``, with what to do about it."""
+    if exc.errno == errno.ENOSPC:
+        fix = f"free some space or {fix}"
+    return OutputError(f"cannot write {what} to {str(path)!r}: {exc.strerror or exc}; {fix}")
+
+
 class _Output:
     """A binary output file whose write errors name the file (``OutputError``)."""
 
@@ -84,8 +91,7 @@ class _Output:
             raise self._error(exc) from None
 
     def _error(self, exc: OSError) -> OutputError:
-        fix = "free some space or choose another path" if exc.errno == errno.ENOSPC else "choose another path"
-        return OutputError(f"cannot write {self.what} to {self.path!r}: {exc.strerror or exc}; {fix}")
+        return output_error(self.what, self.path, exc)
 
     def write(self, b: bytes) -> int:
         try:
@@ -223,9 +229,7 @@ def write_entity_csv(scores: dict[str, float], path: str) -> None:
             for ent, r in sorted(scores.items(), key=lambda kv: -kv[1]):
                 w.writerow([ent, f"{r:.6f}"])
     except OSError as exc:
-        raise OutputError(f"cannot write entity risk to {path!r}: {exc.strerror or exc}; choose another "
-                          "--entities path ('' skips the file)"
-                          + (" or free some space" if exc.errno == errno.ENOSPC else "")) from None
+        raise output_error("entity risk", path, exc, "choose another --entities path ('' skips the file)") from None
 
 
 def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None = None,
