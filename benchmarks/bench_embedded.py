@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from features.catalogue import FEATURE_NAMES, N_FEATURES
-from models.hst import HalfSpaceTrees
-from models.scoring import ScoringModel
-from simulators.transactions import SimConfig, simulate
-from state.store import GraphStore
-from streams.engine import Engine
-from streams.events import encode_many
+from riskgraph.features.catalogue import FEATURE_NAMES, N_FEATURES
+from riskgraph.models.hst import HalfSpaceTrees
+from riskgraph.models.scoring import ScoringModel
+from riskgraph.simulators.transactions import SimConfig, simulate
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.engine import Engine
+from riskgraph.streams.events import encode_many
 from common import emit, machine
 
 SEED = 7
@@ -133,9 +133,9 @@ def main() -> None:
                               a.commit_every)
 
     # detector-only: the squashed features of the same events, computed once
-    from features.kernels import compute_features
-    from features.layout import NodeArrays, init_rows
-    from features.unit import to_unit
+    from riskgraph.features.kernels import compute_features
+    from riskgraph.features.layout import NodeArrays, init_rows
+    from riskgraph.features.unit import to_unit
 
     ids: dict[str, int] = {}
     src = np.array([ids.setdefault(e.src, len(ids)) for e in events], np.int64)

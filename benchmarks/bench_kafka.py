@@ -55,8 +55,8 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 
 from riskgraph.broker import LocalBroker, free_ports  # noqa: E402
 from riskgraph.settings import Settings  # noqa: E402
-from simulators.transactions import SimConfig, simulate  # noqa: E402
-from streams.events import Event, encode  # noqa: E402
+from riskgraph.simulators.transactions import SimConfig, simulate  # noqa: E402
+from riskgraph.streams.events import Event, encode  # noqa: E402
 from common import emit, machine  # noqa: E402
 
 SEED = 7
@@ -258,7 +258,7 @@ def _alerts_reader(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) 
 
 def bench_throughput(bootstrap: str, workdir: Path, records: list[tuple[bytes, bytes]], batch_size: int,
                      consume: str) -> dict:
-    from streams.kafka_io import ensure_topics
+    from riskgraph.streams.kafka_io import ensure_topics
 
     w = Worker(bootstrap, workdir, "tput", batch_size, consume)
     ensure_topics(w.settings)
@@ -386,7 +386,7 @@ def log_append_time(bootstrap: str, topic: str) -> None:
 
 def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, bytes]], ids: list[str],
                   batch_size: int, rate: float, warmup: int, consume: str, broker_pid: int | None = None) -> dict:
-    from streams.kafka_io import ensure_topics
+    from riskgraph.streams.kafka_io import ensure_topics
 
     w = Worker(bootstrap, workdir, "lat", batch_size, consume)
     ensure_topics(w.settings)
@@ -450,9 +450,9 @@ def bench_latency(bootstrap: str, workdir: Path, records: list[tuple[bytes, byte
 
 
 def bench_embedded(values: list[bytes], batch_size: int) -> dict:
-    from models.scoring import ScoringModel
-    from state.store import GraphStore
-    from streams.engine import Engine
+    from riskgraph.models.scoring import ScoringModel
+    from riskgraph.state.store import GraphStore
+    from riskgraph.streams.engine import Engine
 
     def run(vals: list[bytes]) -> float:
         d = tempfile.mkdtemp(prefix="bench-kafka-embedded-")

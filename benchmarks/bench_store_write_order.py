@@ -32,8 +32,8 @@ if ROOT not in sys.path:
 
 from rocksdict import WriteBatch, WriteOptions  # noqa: E402
 
-from state.keys import node_keys  # noqa: E402
-from state.store import open_db  # noqa: E402
+from riskgraph.state.keys import node_keys  # noqa: E402
+from riskgraph.state.store import open_db  # noqa: E402
 from common import config, emit, machine  # noqa: E402
 
 MODES = ("random", "sorted", "sorted+hint")

@@ -32,12 +32,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from features.kernels import compute_features  # noqa: E402
-from features.layout import NodeArrays, init_rows  # noqa: E402
-from features.unit import to_unit  # noqa: E402
-from models.tgn.model import TGN, TGNConfig  # noqa: E402
-from models.tgn.runtime import TGNRuntime  # noqa: E402
-from models.tgn.synthetic import SyntheticStream, synthetic_stream  # noqa: E402
+from riskgraph.features.kernels import compute_features  # noqa: E402
+from riskgraph.features.layout import NodeArrays, init_rows  # noqa: E402
+from riskgraph.features.unit import to_unit  # noqa: E402
+from riskgraph.models.tgn.model import TGN, TGNConfig  # noqa: E402
+from riskgraph.models.tgn.runtime import TGNRuntime  # noqa: E402
+from riskgraph.models.tgn.synthetic import SyntheticStream, synthetic_stream  # noqa: E402
 from common import emit, machine  # noqa: E402
 
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ours, pyg = summary("ours"), summary("pyg")
     result = {
         "benchmark": "tgn_streaming_scoring_cpu",
-        "workload": {"generator": "models.tgn.synthetic.synthetic_stream", "seed": a.seed, "nodes": a.nodes,
+        "workload": {"generator": "riskgraph.models.tgn.synthetic.synthetic_stream", "seed": a.seed, "nodes": a.nodes,
                      "events_timed": a.events, "warmup_events": a.warmup, "batch": a.batch},
         "model": {"mem_dim": a.mem, "time_dim": a.time, "emb_dim": a.emb, "k": a.k, "heads": cfg.heads,
                   "edge_dim": int(feats.shape[1]), "message": "identity", "aggregator": "last"},

@@ -100,7 +100,7 @@ def dir_bytes(path: str, suffix: str = "") -> int:
 
 
 def events(src: np.ndarray, dst: np.ndarray, first: int, amount: np.ndarray, tag: str) -> list:
-    from streams.events import Event
+    from riskgraph.streams.events import Event
 
     ts = T0 + (first + np.arange(len(src))) * GAP_S
     return [Event(id=f"{tag}{first + i}", ts=t, src=f"a{s}", dst=f"a{d}", kind="payment", amount=round(a, 2))
@@ -124,20 +124,20 @@ def draw_pairs(rng: np.random.Generator, n_nodes: int, n: int, dist: str, zipf_a
 
 
 def make_model(seed: int, tgn: bool):
-    from models.scoring import ScoringModel
+    from riskgraph.models.scoring import ScoringModel
 
     det = ScoringModel.default(seed=seed).detector
     if not tgn:
         return ScoringModel(det)
-    from models.tgn.model import TGN, TGNConfig
-    from models.tgn.runtime import TGNRuntime
+    from riskgraph.models.tgn.model import TGN, TGNConfig
+    from riskgraph.models.tgn.runtime import TGNRuntime
 
     m = TGN.from_config(TGNConfig(**TGN_DIMS), seed=seed).eval()
     return ScoringModel(det, tgn=TGNRuntime(m, fold_on_write=True))
 
 
 def row_width() -> int:
-    from models.tgn.model import RowLayout, TGNConfig
+    from riskgraph.models.tgn.model import RowLayout, TGNConfig
 
     c = TGNConfig(**TGN_DIMS)
     return RowLayout(c.mem_dim, c.edge_dim).width
@@ -227,8 +227,8 @@ def warm_up(eng, c: dict[str, Any], rng: np.random.Generator, perm: np.ndarray, 
 def child_build(c: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from state.store import GraphStore
-    from streams.engine import Engine
+    from riskgraph.state.store import GraphStore
+    from riskgraph.streams.engine import Engine
 
     torch.set_num_threads(c["threads"])
     n, seed = c["n"], c["seed"]
@@ -277,9 +277,9 @@ def child_build(c: dict[str, Any]) -> dict[str, Any]:
 def child_measure(c: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from features.layout import RING
-    from state.store import GraphStore
-    from streams.engine import Engine
+    from riskgraph.features.layout import RING
+    from riskgraph.state.store import GraphStore
+    from riskgraph.streams.engine import Engine
 
     torch.set_num_threads(c["threads"])
     n, seed, rnd = c["n"], c["seed"], c["round"]
@@ -345,7 +345,7 @@ def run_child(step: str, conf: dict[str, Any]) -> dict[str, Any]:
 
 def compact(path: str, block_cache_mb: int, compression: str, compaction: str = "universal") -> dict[str, Any]:
     """Flush and fully compact a closed store with its own options; sizes before and after."""
-    from state.store import open_db  # the store's own options (compression, bloom filters, block cache)
+    from riskgraph.state.store import open_db  # the store's own options (compression, bloom filters, block cache)
 
     before = dir_bytes(path)
     t0 = time.perf_counter()
@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    from state.codecs import record_size
+    from riskgraph.state.codecs import record_size
 
     rec = record_size(row_width())
     rows = []

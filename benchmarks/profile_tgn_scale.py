@@ -60,17 +60,17 @@ from common import emit  # noqa: E402
 #: "module:qualified.name" of each function timed; module-level functions are also
 #: replaced where other modules imported them by name.
 TIMED: tuple[str, ...] = (
-    "state.store:GraphStore.resolve",
-    "state.store:GraphStore.slots",
-    "state.store:GraphStore.peek_lead",
-    "state.store:GraphStore.commit",
-    "state.codecs:encode_rows",
-    "models.tgn.runtime:TGNRuntime.forward",
-    "models.tgn.runtime:TGNRuntime._plan_update",
-    "models.tgn.runtime:TGNRuntime.update_batch",
-    "models.tgn.neighbours:recent_neighbours",
-    "models.tgn.model:TGN.apply_pending",
-    "models.tgn.model:TGN.embed",
+    "riskgraph.state.store:GraphStore.resolve",
+    "riskgraph.state.store:GraphStore.slots",
+    "riskgraph.state.store:GraphStore.peek_lead",
+    "riskgraph.state.store:GraphStore.commit",
+    "riskgraph.state.codecs:encode_rows",
+    "riskgraph.models.tgn.runtime:TGNRuntime.forward",
+    "riskgraph.models.tgn.runtime:TGNRuntime._plan_update",
+    "riskgraph.models.tgn.runtime:TGNRuntime.update_batch",
+    "riskgraph.models.tgn.neighbours:recent_neighbours",
+    "riskgraph.models.tgn.model:TGN.apply_pending",
+    "riskgraph.models.tgn.model:TGN.embed",
 )
 
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     copy = os.path.join(work, os.path.basename(src))
     shutil.copytree(src, copy)
 
-    import state.store as store_mod
+    import riskgraph.state.store as store_mod
 
     setters = [("set_disable_auto_compactions", True)] if a.no_compactions else []
     for item in a.rocks:

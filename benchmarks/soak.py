@@ -36,10 +36,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.scoring import ScoringModel  # noqa: E402
-from state.store import GraphStore  # noqa: E402
-from streams.engine import Engine  # noqa: E402
-from streams.events import Event  # noqa: E402
+from riskgraph.models.scoring import ScoringModel  # noqa: E402
+from riskgraph.state.store import GraphStore  # noqa: E402
+from riskgraph.streams.engine import Engine  # noqa: E402
+from riskgraph.streams.events import Event  # noqa: E402
 from common import emit, machine  # noqa: E402
 
 T0 = 1_704_067_200.0  # event time of the first event (2024-01-01 UTC)
@@ -109,8 +109,8 @@ def make_model(tgn: bool, seed: int) -> ScoringModel:
         return ScoringModel(det)
     import torch
 
-    from models.tgn.model import TGN, TGNConfig
-    from models.tgn.runtime import TGNRuntime
+    from riskgraph.models.tgn.model import TGN, TGNConfig
+    from riskgraph.models.tgn.runtime import TGNRuntime
 
     torch.set_num_threads(1)
     m = TGN.from_config(TGNConfig(mem_dim=64, emb_dim=64, k=10), seed=seed).eval()
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "id_cache_mb_end": round(final_cache["id_cache_bytes"] / 2**20, 2),
                               "block_cache_mb": a.block_cache_mb},
         "grows_by_design": {"slot_map_mb_end": None if sm is None else round(sm / 2**20, 2),
-                            "note": "state.cache: dense int32 id -> slot map, 4 bytes per entity ever seen "
+                            "note": "riskgraph.state.cache: dense int32 id -> slot map, 4 bytes per entity ever seen "
                                     "(grown by doubling)"},
         "store_dir_mb_end": round(disk / 2**20, 1),
         "samples": samples,

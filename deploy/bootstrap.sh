@@ -12,5 +12,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 echo "bootstrap: installing pinned dependencies (constraints.txt); first run downloads torch (large)"
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+# setuptools warns that riskgraph/ in the working directory may shadow the editable
+# install; here that folder is the package itself, so the warning says nothing
+PYTHONWARNINGS="ignore:Editable installation" \
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
 echo "bootstrap: ready (.venv/bin/riskgraph)"

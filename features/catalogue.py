@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from features.layout import HALF_LIVES, RING
+from riskgraph.features.layout import HALF_LIVES, RING
 
 #: Value of the "log seconds since last active" features when the node never was:
 #: log1p of ~300 years, above log1p of any span of valid event times (0 .. 2100-01-01).

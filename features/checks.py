@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from numba import njit
 
-from features.layout import N_ACC, RING, NodeArrays
+from riskgraph.features.layout import N_ACC, RING, NodeArrays
 
 _TABLE_DTYPES = {
     "acc": (np.dtype(np.float64), N_ACC),

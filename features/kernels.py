@@ -20,8 +20,8 @@ Semantics the tests pin down:
 
 Splitting a batch anywhere gives bit-identical features and state (incremental == batch).
 
->>> from features.layout import NodeArrays, init_rows
->>> from features.catalogue import FEATURE_INDEX as F
+>>> from riskgraph.features.layout import NodeArrays, init_rows
+>>> from riskgraph.features.catalogue import FEATURE_INDEX as F
 >>> t = NodeArrays.empty(2); init_rows(t, np.arange(2))
 >>> x = compute_features(t, [0, 0], [1, 1], [10, 10], [11, 11], [0.0, 60.0], [5.0, np.nan])
 >>> [float(x[1, F[k]]) for k in ("src_out_cnt_1m", "new_counterparty", "has_amount")]
@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from features.catalogue import (AMOUNT_MAX, FAN_WINDOW_S, FEATURE_NAMES, N_FEATURES, NEVER_LOG_S, Z_MIN_HISTORY,
+from riskgraph.features.catalogue import (AMOUNT_MAX, FAN_WINDOW_S, FEATURE_NAMES, N_FEATURES, NEVER_LOG_S, Z_MIN_HISTORY,
                                 Z_STD_FLOOR)
-from features.checks import as_float_array, as_index_array, as_out_array, check_table, refresh_stale_cache
-from features.layout import HALF_LIVES, IN, OUT, RING, Acc, NodeArrays
-from features.prefetch import prefetch
+from riskgraph.features.checks import as_float_array, as_index_array, as_out_array, check_table, refresh_stale_cache
+from riskgraph.features.layout import HALF_LIVES, IN, OUT, RING, Acc, NodeArrays
+from riskgraph.features.prefetch import prefetch
 
 # Column constants frozen into the kernels (see ``refresh_stale_cache`` for layout edits).
 _OUT_CNT, _IN_CNT, _OUT_AMT, _IN_AMT = int(Acc.OUT_CNT_0), int(Acc.IN_CNT_0), int(Acc.OUT_AMT_0), int(Acc.IN_AMT_0)

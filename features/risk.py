@@ -5,7 +5,7 @@ and ``RISK_TS`` moves to the event time. As for the features, the clock never ru
 backwards: a late event decays nothing (dt clamps at 0) and leaves ``RISK_TS`` where it
 is. A fresh row (``layout.init_rows``) has RISK 0 and RISK_TS NaN.
 
->>> from features.layout import NodeArrays, init_rows
+>>> from riskgraph.features.layout import NodeArrays, init_rows
 >>> t = NodeArrays.empty(3); init_rows(t, np.arange(3))
 >>> update_entity_risk(t, [0], [1], [100.0], [0.8])
 >>> entity_risk(t, [0, 1, 2], now=100.0 + RISK_HALF_LIFE).tolist()
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from features.checks import as_float_array, as_index_array, check_table, refresh_stale_cache
-from features.layout import HALF_LIVES, Acc, NodeArrays
+from riskgraph.features.checks import as_float_array, as_index_array, check_table, refresh_stale_cache
+from riskgraph.features.layout import HALF_LIVES, Acc, NodeArrays
 
 #: Half-life of entity risk, seconds (one day).
 RISK_HALF_LIFE: float = HALF_LIVES[2]

@@ -6,7 +6,7 @@ floating point (only +, -, *, / and sqrt, written so that rounding cannot revers
 order). At x = scale, ``ratio`` gives 0.5, ``signed`` and ``signed_sqrt`` 0.75 (and 0.5
 at x = 0), ``linear`` 1.
 
->>> from features.catalogue import FEATURE_INDEX as F
+>>> from riskgraph.features.catalogue import FEATURE_INDEX as F
 >>> raw = np.zeros((1, N_FEATURES))
 >>> raw[0, F["src_out_cnt_1m"]] = 1.0     # ratio, scale 1
 >>> raw[0, F["src_amt_z"]] = -2.0         # signed, scale 2
@@ -22,7 +22,7 @@ import math
 import numpy as np
 from numba import njit
 
-from features.catalogue import FEATURES, N_FEATURES, SQUASHES
+from riskgraph.features.catalogue import FEATURES, N_FEATURES, SQUASHES
 
 # Codes fixed here, next to the kernel that freezes them, so that numba's cache follows edits.
 _RATIO, _LINEAR, _SIGNED, _SIGNED_SQRT, _FLAG = 0, 1, 2, 3, 4

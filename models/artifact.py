@@ -11,7 +11,7 @@ Layout (see ARCHITECTURE.md, "Model artifact")::
     DIR/metrics.json         training/validation metrics (optional)
 
 >>> import tempfile
->>> from models.scoring import ScoringModel
+>>> from riskgraph.models.scoring import ScoringModel
 >>> d = tempfile.mkdtemp()
 >>> m = ScoringModel.default(seed=3)
 >>> _ = save_model(m, d, metrics={"val_ap": 0.5})
@@ -26,9 +26,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from features.catalogue import FEATURE_NAMES
-from models.hst import HalfSpaceTrees
-from models.scoring import ScoringModel
+from riskgraph.features.catalogue import FEATURE_NAMES
+from riskgraph.models.hst import HalfSpaceTrees
+from riskgraph.models.scoring import ScoringModel
 
 FORMAT = 1
 
@@ -53,7 +53,7 @@ def save_model(model: ScoringModel, path: str | os.PathLike, metrics: Mapping[st
     }
     (out / "detector_state.bin").write_bytes(model.state_bytes())
     if model.tgn is not None:
-        from models.tgn.artifact import save_tgn
+        from riskgraph.models.tgn.artifact import save_tgn
 
         save_tgn(model.tgn.model, out / "tgn")
         cfg["tgn"] = "tgn"
@@ -86,8 +86,8 @@ def load_model(path: str | os.PathLike, device: str | None = None) -> ScoringMod
         raise ArtifactError(f"{cfg_path}: trained on a different feature catalogue than this version has")
     tgn = None
     if cfg.get("tgn"):
-        from models.tgn.artifact import TGNArtifactError, load_tgn
-        from models.tgn.runtime import TGNRuntime
+        from riskgraph.models.tgn.artifact import TGNArtifactError, load_tgn
+        from riskgraph.models.tgn.runtime import TGNRuntime
 
         try:
             tgn = TGNRuntime(load_tgn(p / cfg["tgn"]).model, device=device, fold_on_write=True)
@@ -95,7 +95,7 @@ def load_model(path: str | os.PathLike, device: str | None = None) -> ScoringMod
             raise ArtifactError(str(exc)) from None
     head = None
     if cfg.get("head"):
-        from models.head import TreeHead
+        from riskgraph.models.head import TreeHead
 
         try:
             head = TreeHead.load(p / cfg["head"])

@@ -30,7 +30,7 @@ holds all of its older entries). Work per event is bounded: two rings of ``RING`
 The event's amount comes back from its squashed ``log_amount`` feature
 (:func:`amount_from_unit`, the exact inverse of the ``signed`` squash).
 
->>> from features.layout import NodeArrays, init_rows
+>>> from riskgraph.features.layout import NodeArrays, init_rows
 >>> t = NodeArrays.empty(3); init_rows(t, np.arange(3))
 >>> t.ring_nbr[1, 0], t.ring_ts[1, 0], t.ring_amt[1, 0], t.ring_dir[1, 0] = 0, 100.0, 1000.0, 1  # 0 paid 1
 >>> t.ring_n[1] = 1
@@ -48,9 +48,9 @@ import math
 import numpy as np
 from numba import njit
 
-from features.catalogue import FEATURE_INDEX, FEATURES, NEVER_LOG_S
-from features.checks import check_table
-from features.layout import IN, RING, NodeArrays
+from riskgraph.features.catalogue import FEATURE_INDEX, FEATURES, NEVER_LOG_S
+from riskgraph.features.checks import check_table
+from riskgraph.features.layout import IN, RING, NodeArrays
 
 GRAPH_FEATURE_NAMES: tuple[str, ...] = (
     "src_log_since_in", "src_in_match", "src_out_over_in_1d", "src_fan_in_3d", "src_in_share",
@@ -72,7 +72,7 @@ if _LOG_AMOUNT_SPEC.squash != "signed":  # pragma: no cover - guards edits of th
 def amount_from_unit(unit: np.ndarray) -> np.ndarray:
     """Amounts (NaN: none) of squashed feature rows, inverting ``log_amount``'s squash.
 
-    >>> from features.unit import to_unit
+    >>> from riskgraph.features.unit import to_unit
     >>> raw = np.zeros((3, len(FEATURES)))
     >>> raw[:, _LOG_AMOUNT] = np.sign([-5.0, 250.0, 1e6]) * np.log1p([5.0, 250.0, 1e6])
     >>> raw[:2, _HAS_AMOUNT] = 1.0

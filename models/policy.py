@@ -58,8 +58,8 @@ from typing import Any, Sequence
 import numpy as np
 from numba import njit
 
-from models.alert_id import alert_id
-from models.hst import StateMismatchError
+from riskgraph.models.alert_id import alert_id
+from riskgraph.models.hst import StateMismatchError
 
 __all__ = [
     "SEVERITIES", "PolicyConfig", "Decision", "AlertPolicy", "alert_id",

@@ -32,15 +32,15 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from features.catalogue import FEATURE_NAMES, N_FEATURES
-from models.graph_features import GRAPH_FEATURE_NAMES, amount_from_unit, graph_features
-from models.hst import HalfSpaceTrees, References
-from models.policy import AlertPolicy
+from riskgraph.features.catalogue import FEATURE_NAMES, N_FEATURES
+from riskgraph.models.graph_features import GRAPH_FEATURE_NAMES, amount_from_unit, graph_features
+from riskgraph.models.hst import HalfSpaceTrees, References
+from riskgraph.models.policy import AlertPolicy
 
 if TYPE_CHECKING:  # torch stays out of the import path of detector-only models
-    from models.head import TreeHead
-    from models.tgn.runtime import TGNRuntime
-    from state.store import GraphStore
+    from riskgraph.models.head import TreeHead
+    from riskgraph.models.tgn.runtime import TGNRuntime
+    from riskgraph.state.store import GraphStore
 
 #: Policy of a model nobody calibrated yet: start at a threshold typical of Half-Space
 #: Trees' scores and let the online quantile tracker settle it at a 1 % alert rate.
@@ -159,7 +159,7 @@ class ScoringModel:
     def _fingerprint(self) -> str:
         cfg = {"detector": self.detector.to_config(), "policy": self.policy_config, "combiner": self.combiner}
         if self.tgn is not None:
-            from models.tgn.artifact import model_version
+            from riskgraph.models.tgn.artifact import model_version
 
             cfg["tgn"] = model_version(self.tgn.model)
         if self.head is not None:

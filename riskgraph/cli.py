@@ -35,7 +35,7 @@ def _add_file_args(p: argparse.ArgumentParser) -> None:
 
 def _file_spec(a: argparse.Namespace):
     from riskgraph.jobs import FileSpec
-    from simulators.replay import parse_mapping
+    from riskgraph.simulators.replay import parse_mapping
 
     return FileSpec(a.file, parse_mapping(a.mapping) if a.mapping else None, a.fmt, a.order, a.rate)
 
@@ -46,7 +46,7 @@ def _settings(a: argparse.Namespace) -> Settings:
 
 
 def cmd_simulate(a: argparse.Namespace) -> int:
-    from simulators.transactions import SimConfig, simulate, write_entity_labels, write_events
+    from riskgraph.simulators.transactions import SimConfig, simulate, write_entity_labels, write_events
 
     cfg = SimConfig(**_sim_kwargs(a))
     t0 = time.perf_counter()
@@ -129,18 +129,18 @@ def cmd_worker(a: argparse.Namespace) -> int:
 
 
 def cmd_produce(a: argparse.Namespace) -> int:
-    from streams.kafka_io import ensure_topics, produce
+    from riskgraph.streams.kafka_io import ensure_topics, produce
 
     settings = _kafka_settings(a)
     ensure_topics(settings)
     if a.file:
-        from simulators.replay import EventFile, parse_mapping
+        from riskgraph.simulators.replay import EventFile, parse_mapping
 
         f = EventFile(a.file, parse_mapping(a.mapping) if a.mapping else None, order=a.order)
         total = f.count_rows()
         events = (e for b in f.batches(10_000) for e in b.events)
     else:
-        from simulators.transactions import SimConfig, simulate
+        from riskgraph.simulators.transactions import SimConfig, simulate
 
         sim = simulate(SimConfig(**_sim_kwargs(a)))
         events = sim.events[: a.limit] if a.limit else sim.events
@@ -153,7 +153,7 @@ def cmd_produce(a: argparse.Namespace) -> int:
 
 
 def cmd_alerts(a: argparse.Namespace) -> int:
-    from streams.kafka_io import tail
+    from riskgraph.streams.kafka_io import tail
 
     tail(_kafka_settings(a), sys.stdout, fmt=a.format, from_beginning=a.from_beginning,
          min_severity=a.severity, entity=a.entity, limit=a.limit, idle_timeout_s=a.idle_timeout)
@@ -161,8 +161,8 @@ def cmd_alerts(a: argparse.Namespace) -> int:
 
 
 def cmd_feedback(a: argparse.Namespace) -> int:
-    from streams.alerts import Feedback
-    from streams.kafka_io import send_feedback
+    from riskgraph.streams.alerts import Feedback
+    from riskgraph.streams.kafka_io import send_feedback
 
     fb = Feedback(alert_id=a.alert_id, label=a.label, score=a.score, analyst=a.analyst, note=a.note, ts=time.time())
     send_feedback(_kafka_settings(a), fb)

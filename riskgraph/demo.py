@@ -24,7 +24,7 @@ EVAL_FRACTION = 0.4
 
 def run_demo(settings: Settings, *, out_dir: str, sim_kwargs: dict[str, Any], progress: bool = True,
              train: bool = True, epochs: int = 3) -> int:
-    from simulators.transactions import SimConfig, simulate, write_entity_labels, write_events
+    from riskgraph.simulators.transactions import SimConfig, simulate, write_entity_labels, write_events
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,7 @@ def run_demo(settings: Settings, *, out_dir: str, sim_kwargs: dict[str, Any], pr
 
     model = None
     if train:
-        from models.artifact import load_model
+        from riskgraph.models.artifact import load_model
         from riskgraph.train import train_job
 
         n_train = int(round(len(sim.events) * (1 - EVAL_FRACTION)))

@@ -18,16 +18,16 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from features.risk import entity_risk
-from models.artifact import ArtifactError, load_model
-from models.evaluation import ablation, entity_metrics, event_metrics, latency_summary, typology_metrics
-from models.report import plot_curves, plot_scores, plot_throughput, write_report
-from models.scoring import ScoringModel
+from riskgraph.features.risk import entity_risk
+from riskgraph.models.artifact import ArtifactError, load_model
+from riskgraph.models.evaluation import ablation, entity_metrics, event_metrics, latency_summary, typology_metrics
+from riskgraph.models.report import plot_curves, plot_scores, plot_throughput, write_report
+from riskgraph.models.scoring import ScoringModel
 from riskgraph.settings import Settings
-from simulators.replay import CorruptFileError, EventFile, pace, read_entity_labels
-from state.store import GraphStore
-from streams.engine import Engine
-from streams.runner import RunResult, StreamBatch, resume_position, run_batches
+from riskgraph.simulators.replay import CorruptFileError, EventFile, pace, read_entity_labels
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.engine import Engine
+from riskgraph.streams.runner import RunResult, StreamBatch, resume_position, run_batches
 
 
 @dataclass(frozen=True)

@@ -30,17 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from models.artifact import save_model
-from models.evaluation import event_metrics
-from models.policy import calibrate_threshold, calibrate_threshold_precision
-from models.head import TreeHead
-from models.scoring import HEAD_INPUTS, ScoringModel, combine, fit_combiner
+from riskgraph.models.artifact import save_model
+from riskgraph.models.evaluation import event_metrics
+from riskgraph.models.policy import calibrate_threshold, calibrate_threshold_precision
+from riskgraph.models.head import TreeHead
+from riskgraph.models.scoring import HEAD_INPUTS, ScoringModel, combine, fit_combiner
 from riskgraph.jobs import FileSpec, file_batches
 from riskgraph.settings import Settings
-from state.store import GraphStore
-from streams.engine import Engine
-from streams.events import Event
-from streams.runner import run_batches
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.engine import Engine
+from riskgraph.streams.events import Event
+from riskgraph.streams.runner import run_batches
 
 log = logging.getLogger("riskgraph.train")
 
@@ -72,9 +72,9 @@ def train_job(settings: Settings, spec: FileSpec, *, out_dir: str, epochs: int =
               head: bool = True, progress: bool = True) -> dict[str, Any]:
     import torch
 
-    from models.tgn.model import TGNConfig
-    from models.tgn.runtime import TGNRuntime
-    from models.tgn.train import TrainConfig, train
+    from riskgraph.models.tgn.model import TGNConfig
+    from riskgraph.models.tgn.runtime import TGNRuntime
+    from riskgraph.models.tgn.train import TrainConfig, train
 
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -105,7 +105,7 @@ def train_job(settings: Settings, spec: FileSpec, *, out_dir: str, epochs: int =
     tmp = tempfile.mkdtemp(prefix="riskgraph-train-")
     try:
         with GraphStore(tmp, mem_dim=draft.mem_dim) as store:
-            from streams.runner import chunk_events
+            from riskgraph.streams.runner import chunk_events
 
             run = run_batches(Engine(store, draft, commit_every=settings.commit_every),
                               chunk_events(events, batch_size), progress=progress, total_events=len(events),

@@ -19,13 +19,13 @@ from riskgraph.settings import Settings
 
 
 def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
-    from models.artifact import load_model
-    from state.store import GraphStore
-    from streams.app import Worker
-    from streams.engine import Engine
-    from streams.kafka_io import ensure_topics
-    from streams.logs import RateLimitedWorker, rate_limit_handlers
-    from streams.metrics import EngineMetrics
+    from riskgraph.models.artifact import load_model
+    from riskgraph.state.store import GraphStore
+    from riskgraph.streams.app import Worker
+    from riskgraph.streams.engine import Engine
+    from riskgraph.streams.kafka_io import ensure_topics
+    from riskgraph.streams.logs import RateLimitedWorker, rate_limit_handlers
+    from riskgraph.streams.metrics import EngineMetrics
 
     use_event_loop(settings.event_loop)
     logging.basicConfig(level=getattr(logging, loglevel.upper(), logging.WARNING),

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from simulators import catalog as C
+from riskgraph.simulators import catalog as C
 
 N_FAVOURITES = 6
 FAVOURITE_WEIGHTS = 0.55 ** np.arange(N_FAVOURITES) / (0.55 ** np.arange(N_FAVOURITES)).sum()

@@ -41,9 +41,9 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulators.rows import MappingError, RowPlan, parse_mapping
-from simulators.writers import format_of
-from streams.events import MAX_EVENT_BYTES, DeadLetter, Event, EventError
+from riskgraph.simulators.rows import MappingError, RowPlan, parse_mapping
+from riskgraph.simulators.writers import format_of
+from riskgraph.streams.events import MAX_EVENT_BYTES, DeadLetter, Event, EventError
 
 __all__ = ["CorruptFileError", "EventFile", "FileBatch", "MappingError", "OrderError", "pace", "parse_mapping",
            "read_entity_labels"]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from streams.events import Event, EventError, from_mapping
+from riskgraph.streams.events import Event, EventError, from_mapping
 
 SCALAR_FIELDS: tuple[str, ...] = ("id", "ts", "src", "dst", "kind", "amount", "label")
 OBJECT_FIELDS: tuple[str, ...] = ("attrs", "features")
@@ -59,7 +59,7 @@ def parse_mapping(spec: str | None) -> dict[str, str]:
     >>> parse_mapping("sender=src")
     Traceback (most recent call last):
     ...
-    simulators.rows.MappingError: unknown field 'sender' in the column mapping; fields are id, ts, src, dst, kind, amount, label, attrs, features, attr.<name>, feature.<name> (the syntax is field=column, e.g. src=sender)
+    riskgraph.simulators.rows.MappingError: unknown field 'sender' in the column mapping; fields are id, ts, src, dst, kind, amount, label, attrs, features, attr.<name>, feature.<name> (the syntax is field=column, e.g. src=sender)
     """
     out: dict[str, str] = {}
     if spec is None or not spec.strip():

@@ -41,11 +41,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from simulators import catalog as C
-from simulators.background import EventColumns, World, background
-from simulators.typologies import EVENTS_PER_INCIDENT, INJECTORS, MALICIOUS_ROLES, TYPOLOGIES, Attacks
-from simulators.writers import write_entity_labels, write_events  # re-exported: simulate, then write
-from streams.events import TS_MAX, TS_MIN, Event
+from riskgraph.simulators import catalog as C
+from riskgraph.simulators.background import EventColumns, World, background
+from riskgraph.simulators.typologies import EVENTS_PER_INCIDENT, INJECTORS, MALICIOUS_ROLES, TYPOLOGIES, Attacks
+from riskgraph.simulators.writers import write_entity_labels, write_events  # re-exported: simulate, then write
+from riskgraph.streams.events import TS_MAX, TS_MIN, Event
 
 __all__ = ["Incident", "SimConfig", "SimResult", "simulate", "write_entity_labels", "write_events"]
 

@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulators import catalog as C
-from simulators.background import EventColumns, World, diurnal_times
+from riskgraph.simulators import catalog as C
+from riskgraph.simulators.background import EventColumns, World, diurnal_times
 
 TYPOLOGIES: tuple[str, ...] = (
     "card_testing", "account_takeover", "mule_chain", "collusion_ring", "low_and_slow",

@@ -9,7 +9,7 @@ A ``.gz`` suffix after ``.csv`` or ``.jsonl`` compresses the file.
 :class:`simulators.replay.EventFile` reads all of them back.
 
 >>> import tempfile, pathlib
->>> from streams.events import Event
+>>> from riskgraph.streams.events import Event
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> evs = [Event(id="a", ts=1.0, src="x", dst="y", kind="payment", amount=2.5, label=0,
 ...              attrs={"channel": "pos"})]
@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from streams.events import Event, encode
+from riskgraph.streams.events import Event, encode
 
 #: Supported file name endings, longest first (so ".csv.gz" wins over ".gz").
 FORMATS: tuple[tuple[str, str], ...] = (

@@ -22,7 +22,7 @@ The id -> slot map is a dense int32 array indexed by internal id (ids are dense,
 see ``state.keys``): four bytes per entity ever seen buys a vectorised lookup,
 about 50x faster than a dict for a 2,000-node batch.
 
->>> from features.layout import init_rows
+>>> from riskgraph.features.layout import init_rows
 >>> c = RowCache(mem_dim=0, capacity=2, load=lambda ids, slots: init_rows(c.table, slots))
 >>> a = c.lookup(np.array([5, 7, 5]), mark_dirty=True)
 >>> int(a[0]) == int(a[2]), c.n_resident
@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from features.layout import NodeArrays
+from riskgraph.features.layout import NodeArrays
 
 Loader = Callable[[np.ndarray, np.ndarray], None]
 #: Called with ``(ids, slots)`` of clean rows about to be evicted (their data still in place).

@@ -17,7 +17,7 @@ the default dimensions): ``encode_rows(trim=64)`` writes it in 824 instead of 1,
 bytes, which is that much less write-ahead log, memtable, flush and compaction work,
 disk and block cache per node. v1 records (always whole) read as v2 ones.
 
->>> from features.layout import NodeArrays, init_rows
+>>> from riskgraph.features.layout import NodeArrays, init_rows
 >>> t = NodeArrays.empty(4, mem_dim=2)
 >>> init_rows(t, np.arange(4))
 >>> t.acc[1, 0] = 2.5; t.mem[1] = (1.0, -1.0)
@@ -41,8 +41,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from features.layout import N_ACC, RING, Acc, NodeArrays
-from state.gather import gather_words
+from riskgraph.features.layout import N_ACC, RING, Acc, NodeArrays
+from riskgraph.state.gather import gather_words
 
 #: Version of the node record format; bump it when the record dtype changes.
 #: v2: a record may omit trailing zero columns of ``mem`` (v1 records are whole v2 ones).
@@ -164,7 +164,7 @@ def encode_rows(table: NodeArrays, slots: np.ndarray, out: np.ndarray | None = N
     ``trim``: a row whose ``mem`` columns from ``trim`` on are all zero (bit for bit: not
     -0.0, not NaN) is stored without them (see the module docstring); None: every record whole.
 
-    >>> from features.layout import NodeArrays, init_rows
+    >>> from riskgraph.features.layout import NodeArrays, init_rows
     >>> t = NodeArrays.empty(2, mem_dim=3); init_rows(t, np.arange(2))
     >>> t.mem[:] = [[1.0, 0.0, 0.0], [1.0, 0.0, 2.0]]
     >>> [record_size(3) - len(v) for v in encode_rows(t, np.arange(2), trim=1)]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from features.prefetch import prefetch
+from riskgraph.features.prefetch import prefetch
 
 #: Rows asked for ahead of the one being copied (4-16 measured alike; 0 is a third slower).
 AHEAD = 8

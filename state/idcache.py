@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 from numba import njit
 
-from features.prefetch import prefetch
+from riskgraph.features.prefetch import prefetch
 
 _AHEAD = 8
 _EMPTY = -1  # table slot without an entry

@@ -20,9 +20,9 @@ from typing import Sequence
 import numpy as np
 from rocksdict import Rdict, WriteBatch
 
-from state.idcache import IdCache
-from state.codecs import CorruptRecordError, decode_ext, decode_ids, encode_count
-from state.keys import EXT, META_NEXT_ID, ext_key, int_keys
+from riskgraph.state.idcache import IdCache
+from riskgraph.state.codecs import CorruptRecordError, decode_ext, decode_ids, encode_count
+from riskgraph.state.keys import EXT, META_NEXT_ID, ext_key, int_keys
 
 
 class IdMap:

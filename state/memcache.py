@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from state.cache import grow_id_map, lru_victims
+from riskgraph.state.cache import grow_id_map, lru_victims
 
 _INITIAL_ROWS = 4096
 

@@ -44,13 +44,13 @@ from rocksdict import (
     WriteOptions,
 )
 
-from features.layout import NodeArrays, init_rows
-from state.affinity import ThreadPinner
-from state.cache import RowCache
-from state.gather import gather_lead
-from state.memcache import MemCache
-from state.window import RecentIds, RecentKeys
-from state.codecs import (
+from riskgraph.features.layout import NodeArrays, init_rows
+from riskgraph.state.affinity import ThreadPinner
+from riskgraph.state.cache import RowCache
+from riskgraph.state.gather import gather_lead
+from riskgraph.state.memcache import MemCache
+from riskgraph.state.window import RecentIds, RecentKeys
+from riskgraph.state.codecs import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
     CorruptRecordError,
@@ -65,8 +65,8 @@ from state.codecs import (
     records_to_rows,
     rows_to_records,
 )
-from state.idmap import IdMap
-from state.keys import (
+from riskgraph.state.idmap import IdMap
+from riskgraph.state.keys import (
     META_LAYOUT,
     META_MEM_DIM,
     META_NEXT_ID,
@@ -213,7 +213,7 @@ def check_store_dir(path: str) -> None:
     >>> check_store_dir(str(d))
     Traceback (most recent call last):
     ...
-    state.store.StoreOpenError: ... is not a state directory: it holds x.csv and no RocksDB database; give --state an empty or new directory
+    riskgraph.state.store.StoreOpenError: ... is not a state directory: it holds x.csv and no RocksDB database; give --state an empty or new directory
     """
     if os.path.exists(path) and not os.path.isdir(path):
         raise StoreOpenError(f"{path!r} is a file, not a state directory; give --state a directory (new or empty "

@@ -43,7 +43,7 @@ from typing import Any, Iterable, Iterator
 
 import msgspec
 
-from state.keys import WINDOW
+from riskgraph.state.keys import WINDOW
 
 _SEQ = struct.Struct(">Q")
 _ids_enc = msgspec.msgpack.Encoder()

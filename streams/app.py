@@ -41,14 +41,14 @@ from typing import Any, Callable
 import faust
 from faust.types import TP
 
-from streams.security import faust_credentials
-from streams.batching import (BatchTopic, ack_all, check_private_members, install_fast_handoff, next_batch,
+from riskgraph.streams.security import faust_credentials
+from riskgraph.streams.batching import (BatchTopic, ack_all, check_private_members, install_fast_handoff, next_batch,
                               set_fetch_max_wait)
-from streams.alerts import encode_alert
-from streams.feedback import FeedbackIntake
-from streams.engine import BatchResult, Engine
-from streams.events import DeadLetter
-from streams.metrics import EngineMetrics
+from riskgraph.streams.alerts import encode_alert
+from riskgraph.streams.feedback import FeedbackIntake
+from riskgraph.streams.engine import BatchResult, Engine
+from riskgraph.streams.events import DeadLetter
+from riskgraph.streams.metrics import EngineMetrics
 
 import msgspec
 

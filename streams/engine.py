@@ -15,9 +15,9 @@ are two thin drivers around it. The engine is single-threaded by design: one
 engine per partition set, as Kafka partitions are the unit of parallelism.
 
 >>> import tempfile
->>> from streams.events import Event, encode
->>> from state.store import GraphStore
->>> from models.scoring import BatchContext, ScoringModel, Scored
+>>> from riskgraph.streams.events import Event, encode
+>>> from riskgraph.state.store import GraphStore
+>>> from riskgraph.models.scoring import BatchContext, ScoringModel, Scored
 >>> d = tempfile.mkdtemp()
 >>> with GraphStore(d) as store:
 ...     eng = Engine(store, ScoringModel.default(seed=1))
@@ -38,17 +38,17 @@ import numpy as np
 
 from msgspec.structs import replace as msgspec_replace
 
-from features.catalogue import FEATURE_NAMES, N_FEATURES
-from features.kernels import compute_features
-from features.risk import update_entity_risk
-from features.unit import to_unit
-from features.layout import Acc
-from models.hst import StateMismatchError
-from models.policy import AlertPolicy, alert_id
-from models.scoring import HEAD_INPUTS, BatchContext, ScoringModel, Scored
-from state.store import GraphStore
-from streams.alerts import Alert
-from streams.events import DLQ_RAW_MAX_BYTES, MAX_EVENT_BYTES, DeadLetter, Event, decode_batch, dead_letter, encode
+from riskgraph.features.catalogue import FEATURE_NAMES, N_FEATURES
+from riskgraph.features.kernels import compute_features
+from riskgraph.features.risk import update_entity_risk
+from riskgraph.features.unit import to_unit
+from riskgraph.features.layout import Acc
+from riskgraph.models.hst import StateMismatchError
+from riskgraph.models.policy import AlertPolicy, alert_id
+from riskgraph.models.scoring import HEAD_INPUTS, BatchContext, ScoringModel, Scored
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.alerts import Alert
+from riskgraph.streams.events import DLQ_RAW_MAX_BYTES, MAX_EVENT_BYTES, DeadLetter, Event, decode_batch, dead_letter, encode
 
 #: Names of the store windows (``state.window``) the engine keeps.
 WINDOW_EVENT_IDS = "event_ids"

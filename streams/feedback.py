@@ -57,10 +57,10 @@ from typing import Any, Awaitable, Callable
 
 import msgspec
 
-from streams.alerts import Feedback, decode_feedback, verify_feedback
-from streams.engine import AlertRecord, Engine
-from streams.events import DeadLetter, dead_letter
-from streams.metrics import EngineMetrics
+from riskgraph.streams.alerts import Feedback, decode_feedback, verify_feedback
+from riskgraph.streams.engine import AlertRecord, Engine
+from riskgraph.streams.events import DeadLetter, dead_letter
+from riskgraph.streams.metrics import EngineMetrics
 
 SendDead = Callable[[bytes | None, DeadLetter], Awaitable[None]]
 

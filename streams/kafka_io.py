@@ -15,9 +15,9 @@ from typing import IO, Any, Iterable, Iterator
 from kafka import KafkaConsumer, KafkaProducer
 from tqdm import tqdm
 
-from streams.alerts import Alert, Feedback, decode_alert, encode_feedback, sign_feedback
-from streams.events import Event, encode
-from streams.security import client_kwargs
+from riskgraph.streams.alerts import Alert, Feedback, decode_alert, encode_feedback, sign_feedback
+from riskgraph.streams.events import Event, encode
+from riskgraph.streams.security import client_kwargs
 
 SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 

@@ -6,10 +6,10 @@ labels, typologies, per-batch timings) in compact arrays and writes alerts as
 JSON lines as they come.
 
 >>> import tempfile
->>> from streams.events import Event
->>> from state.store import GraphStore
->>> from models.scoring import ScoringModel
->>> from streams.engine import Engine
+>>> from riskgraph.streams.events import Event
+>>> from riskgraph.state.store import GraphStore
+>>> from riskgraph.models.scoring import ScoringModel
+>>> from riskgraph.streams.engine import Engine
 >>> evs = [Event(id=f"e{i}", ts=float(i), src="a", dst=f"m{i % 3}", kind="payment", amount=10.0, label=0)
 ...        for i in range(50)]
 >>> with GraphStore(tempfile.mkdtemp()) as store:
@@ -28,9 +28,9 @@ from typing import IO, Any, Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from streams.alerts import Alert, encode_alert
-from streams.engine import Engine
-from streams.events import DeadLetter, Event
+from riskgraph.streams.alerts import Alert, encode_alert
+from riskgraph.streams.engine import Engine
+from riskgraph.streams.events import DeadLetter, Event
 
 
 @dataclass

@@ -9,9 +9,9 @@ code path for serving and training); ``models.tgn.train`` replays an event log t
 train; ``models.tgn.artifact`` saves and loads trained models.
 """
 
-from models.tgn.artifact import TGNArtifact, TGNArtifactError, load_tgn, model_version, save_tgn
-from models.tgn.model import TGN, RowLayout, TGNConfig
-from models.tgn.runtime import BatchForward, MemoryUpdate, TGNRuntime, TGNScores
+from riskgraph.models.tgn.artifact import TGNArtifact, TGNArtifactError, load_tgn, model_version, save_tgn
+from riskgraph.models.tgn.model import TGN, RowLayout, TGNConfig
+from riskgraph.models.tgn.runtime import BatchForward, MemoryUpdate, TGNRuntime, TGNScores
 
 __all__ = [
     "TGN", "TGNConfig", "RowLayout", "TGNRuntime", "TGNScores", "BatchForward", "MemoryUpdate",

@@ -13,7 +13,7 @@ same model always gets the same version (alert ids derive from it), and loading 
 that the weights are the ones the config names.
 
 >>> import tempfile
->>> from models.tgn.model import TGN, TGNConfig
+>>> from riskgraph.models.tgn.model import TGN, TGNConfig
 >>> m = TGN.from_config(TGNConfig(mem_dim=8, time_dim=4, emb_dim=8), seed=0)
 >>> d = save_tgn(m, tempfile.mkdtemp(), metrics={"val_link_ap": 0.7})
 >>> art = load_tgn(d)
@@ -32,8 +32,8 @@ from typing import Any, Mapping
 
 import torch
 
-from features.catalogue import FEATURE_NAMES, N_FEATURES
-from models.tgn.model import TGN, TGNConfig
+from riskgraph.features.catalogue import FEATURE_NAMES, N_FEATURES
+from riskgraph.models.tgn.model import TGN, TGNConfig
 
 FORMAT = 1
 KIND = "tgn"

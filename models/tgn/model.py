@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from features.catalogue import N_FEATURES
-from features.layout import RING
-from models.tgn.modules import (LinkDecoder, MemoryUpdater, MessageFunction, RiskDecoder,
+from riskgraph.features.catalogue import N_FEATURES
+from riskgraph.features.layout import RING
+from riskgraph.models.tgn.modules import (LinkDecoder, MemoryUpdater, MessageFunction, RiskDecoder,
                                 TemporalAttentionEmbedding, TimeEncoder)
 
 #: Pending-message kinds stored in the row's ``kind`` column.

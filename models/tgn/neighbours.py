@@ -7,7 +7,7 @@ entries strictly older than the query time: an event never sees itself, a later 
 or one at the same instant. Entries are taken newest first in ring (write) order, which
 is time order for a stream processed in time order per key.
 
->>> from features.layout import NodeArrays, init_rows
+>>> from riskgraph.features.layout import NodeArrays, init_rows
 >>> t = NodeArrays.empty(1); init_rows(t, np.arange(1))
 >>> for i, (nbr, ts) in enumerate([(7, 1.0), (8, 2.0), (9, 3.0)]):
 ...     t.ring_nbr[0, i], t.ring_ts[0, i] = nbr, ts
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from features.layout import RING, NodeArrays
-from features.prefetch import prefetch
+from riskgraph.features.layout import RING, NodeArrays
+from riskgraph.features.prefetch import prefetch
 
 #: Queries ahead whose ring rows are prefetched (the rows are random in a table that may
 #: be far larger than the CPU caches).

@@ -27,8 +27,8 @@ Training and serving run the same :meth:`TGNRuntime.forward`: with autograd and
 negatives in training, under ``torch.inference_mode()`` in :meth:`TGNRuntime.score_batch`.
 
 >>> import numpy as np
->>> from features.layout import NodeArrays, init_rows
->>> from models.tgn.model import TGN, TGNConfig
+>>> from riskgraph.features.layout import NodeArrays, init_rows
+>>> from riskgraph.models.tgn.model import TGN, TGNConfig
 >>> model = TGN.from_config(TGNConfig(mem_dim=8, time_dim=4, emb_dim=8, edge_dim=2, k=2), seed=0)
 >>> rt = TGNRuntime(model, fold_on_write=False)
 >>> t = NodeArrays.empty(3, model.row_width); init_rows(t, np.arange(3))
@@ -50,10 +50,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from features.checks import check_table
-from features.layout import NodeArrays
-from models.tgn.model import AS_DESTINATION, AS_SOURCE, NO_MESSAGE, TGN, ring_edge_attr
-from models.tgn.neighbours import Neighbours, recent_neighbours
+from riskgraph.features.checks import check_table
+from riskgraph.features.layout import NodeArrays
+from riskgraph.models.tgn.model import AS_DESTINATION, AS_SOURCE, NO_MESSAGE, TGN, ring_edge_attr
+from riskgraph.models.tgn.neighbours import Neighbours, recent_neighbours
 
 #: Maps internal node ids to their rows in the table (-1: not resident). The graph store
 #: provides one (``peek_slots``); an in-memory table whose slots are the ids uses identity.

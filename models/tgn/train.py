@@ -10,7 +10,7 @@ The stream then continues over the validation events (the chronologically last
 validation AP -- of the risk scores when the validation events hold both classes,
 of the link scores otherwise.
 
->>> from models.tgn.synthetic import synthetic_stream
+>>> from riskgraph.models.tgn.synthetic import synthetic_stream
 >>> s = synthetic_stream(n_nodes=40, n_events=400, seed=0)
 >>> cfg = TrainConfig(model=TGNConfig(mem_dim=8, time_dim=4, emb_dim=8), epochs=1, batch_size=100)
 >>> model, metrics = train(s.src, s.dst, s.ts, amount=s.amount, labels=s.labels, config=cfg, progress=False)
@@ -32,12 +32,12 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from features.catalogue import N_FEATURES
-from features.kernels import compute_features
-from features.layout import NodeArrays, init_rows
-from features.unit import to_unit
-from models.tgn.model import TGN, TGNConfig
-from models.tgn.runtime import BatchForward, TGNRuntime
+from riskgraph.features.catalogue import N_FEATURES
+from riskgraph.features.kernels import compute_features
+from riskgraph.features.layout import NodeArrays, init_rows
+from riskgraph.features.unit import to_unit
+from riskgraph.models.tgn.model import TGN, TGNConfig
+from riskgraph.models.tgn.runtime import BatchForward, TGNRuntime
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from riskgraph.cli import main
-from simulators.transactions import SimConfig, simulate
-from simulators.typologies import TYPOLOGIES
-from streams.alerts import decode_alert
+from riskgraph.simulators.transactions import SimConfig, simulate
+from riskgraph.simulators.typologies import TYPOLOGIES
+from riskgraph.streams.alerts import decode_alert
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -105,8 +105,8 @@ def _model(tmp: Path, cfg) -> str:
 
 
 def _valid_cfg() -> dict:
-    from features.catalogue import FEATURE_NAMES
-    from models.scoring import ScoringModel
+    from riskgraph.features.catalogue import FEATURE_NAMES
+    from riskgraph.models.scoring import ScoringModel
 
     m = ScoringModel.default(seed=1)
     return {"format": 1, "version": m.version, "detector": m.detector.to_config(), "policy": m.policy_config,
@@ -124,7 +124,7 @@ def _broken_cfg(**changes) -> dict:
 
 
 def _store(path: Path) -> Path:
-    from state.store import GraphStore
+    from riskgraph.state.store import GraphStore
 
     with GraphStore(path) as st:
         st.slots(st.resolve(["a", "b"]))
@@ -264,7 +264,7 @@ def lock_holder(tmp_path):
     _store(tmp_path / "locked")
     p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys
-        from state.store import GraphStore
+        from riskgraph.state.store import GraphStore
         st = GraphStore({str(tmp_path / "locked")!r})
         print("open", flush=True)
         sys.stdin.read()

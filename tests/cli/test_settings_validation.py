@@ -66,7 +66,7 @@ def test_the_defaults_are_valid():
 
 
 def test_protocols_agree_with_the_security_module_and_any_case_is_accepted():
-    from streams.security import PROTOCOLS
+    from riskgraph.streams.security import PROTOCOLS
 
     for p in PROTOCOLS:
         assert Settings.from_env({"RISKGRAPH_SECURITY_PROTOCOL": p.lower()}).security_protocol == p.lower()

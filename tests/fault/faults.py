@@ -12,8 +12,8 @@ import random
 from pathlib import Path
 from typing import Any, Mapping
 
-from state.store import GraphStore
-from streams.alerts import decode_alert
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.alerts import decode_alert
 from tests.fault.conftest import SLOW_SCORER
 from tests.integration.worker_proc import read_topic, send_all  # noqa: F401  (send_all: for the fault tests)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from riskgraph.broker import free_ports
-from streams.kafka_io import ensure_topics
+from riskgraph.streams.kafka_io import ensure_topics
 from tests.integration.worker_proc import WorkerConfig, WorkerProcess, metric
 
 from .faults import dead_lettered, outcome, scored, send_all, slow_scorer_env, traffic, wait_settled, worker_log_errors

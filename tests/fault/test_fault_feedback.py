@@ -20,10 +20,10 @@ import pytest
 from kafka import KafkaProducer
 
 from riskgraph.broker import free_ports
-from simulators.transactions import SimConfig, simulate
-from streams.alerts import Feedback, decode_alert, encode_feedback, sign_feedback
-from streams.events import DeadLetter
-from streams.kafka_io import produce, send_feedback
+from riskgraph.simulators.transactions import SimConfig, simulate
+from riskgraph.streams.alerts import Feedback, decode_alert, encode_feedback, sign_feedback
+from riskgraph.streams.events import DeadLetter
+from riskgraph.streams.kafka_io import produce, send_feedback
 from tests.integration.worker_proc import WorkerConfig, WorkerProcess, metric, metric_sum, read_topic
 
 N_EVENTS = 2000

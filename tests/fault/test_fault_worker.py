@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from riskgraph.broker import LocalBroker, free_ports
-from streams.kafka_io import ensure_topics
+from riskgraph.streams.kafka_io import ensure_topics
 from tests.integration.worker_proc import WorkerConfig, WorkerProcess, metric, read_topic
 
 from .faults import dead_lettered, outcome, scored, send_all, traffic, wait_settled, worker_log_errors

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from features.layout import RING, Acc, NodeArrays, init_rows
+from riskgraph.features.layout import RING, Acc, NodeArrays, init_rows
 from .twins import Node, twin_state
 
 # Rounding differs between the kernels (stepwise decay, Welford) and the twins (sums

@@ -8,16 +8,16 @@ import math
 import numpy as np
 import pytest
 
-import features.catalogue
-import features.checks
-import features.kernels
-import features.prefetch
-import features.risk
-import features.unit
-from features.catalogue import FEATURE_INDEX as F
-from features.catalogue import N_FEATURES, NEVER_LOG_S
-from features.kernels import _LAYOUT, _baked_layout, compute_features
-from features.layout import HALF_LIVES, IN, OUT, RING, Acc, NodeArrays, init_rows
+import riskgraph.features.catalogue
+import riskgraph.features.checks
+import riskgraph.features.kernels
+import riskgraph.features.prefetch
+import riskgraph.features.risk
+import riskgraph.features.unit
+from riskgraph.features.catalogue import FEATURE_INDEX as F
+from riskgraph.features.catalogue import N_FEATURES, NEVER_LOG_S
+from riskgraph.features.kernels import _LAYOUT, _baked_layout, compute_features
+from riskgraph.features.layout import HALF_LIVES, IN, OUT, RING, Acc, NodeArrays, init_rows
 from .twins import twin_batch
 
 TABLE_FIELDS = ("acc", "ring_nbr", "ring_ts", "ring_amt", "ring_dir", "ring_n")
@@ -61,7 +61,7 @@ def test_hand_computed_rows(table, events_from) -> None:
         "src_burst": 0.5 / (1.0 + dec[2] * h0 / h2),
         "src_log_age": math.log1p(60.0), "dst_log_age": math.log1p(60.0),
     }
-    np.testing.assert_allclose(x[1], [second[n] for n in features.catalogue.FEATURE_NAMES], rtol=1e-12)
+    np.testing.assert_allclose(x[1], [second[n] for n in riskgraph.features.catalogue.FEATURE_NAMES], rtol=1e-12)
 
     # B never sent and A never received before the third event
     assert x[2, F["src_log_since_out"]] == NEVER_LOG_S and x[2, F["dst_log_since_in"]] == NEVER_LOG_S
@@ -161,7 +161,7 @@ def test_extreme_amounts_stay_finite(table, events_from) -> None:
     t = table(2)
     x = run(t, ev)
     assert np.isfinite(x).all() and np.isfinite(t.acc[:, :Acc.DECAY_TS]).all()
-    assert np.isfinite(features.unit.to_unit(x)).all()
+    assert np.isfinite(riskgraph.features.unit.to_unit(x)).all()
 
 
 def test_backwards_time_never_inflates(table, events_from) -> None:
@@ -239,11 +239,11 @@ def test_bad_table_and_out_raise(table) -> None:
 
 def test_cached_kernels_match_layout() -> None:
     assert _baked_layout() == _LAYOUT
-    assert features.risk._baked_layout() == features.risk._LAYOUT
+    assert riskgraph.features.risk._baked_layout() == riskgraph.features.risk._LAYOUT
 
 
-@pytest.mark.parametrize("module", [features.catalogue, features.checks, features.kernels, features.unit,
-                                    features.risk, features.prefetch])
+@pytest.mark.parametrize("module", [riskgraph.features.catalogue, riskgraph.features.checks, riskgraph.features.kernels, riskgraph.features.unit,
+                                    riskgraph.features.risk, riskgraph.features.prefetch])
 def test_doctests(module) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

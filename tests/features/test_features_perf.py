@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from features.catalogue import N_FEATURES
-from features.kernels import compute_features
+from riskgraph.features.catalogue import N_FEATURES
+from riskgraph.features.kernels import compute_features
 
 
 @pytest.mark.slow

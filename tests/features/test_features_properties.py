@@ -6,10 +6,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.catalogue import FEATURE_NAMES
-from features.kernels import compute_features
-from features.risk import entity_risk, update_entity_risk
-from features.unit import to_unit
+from riskgraph.features.catalogue import FEATURE_NAMES
+from riskgraph.features.kernels import compute_features
+from riskgraph.features.risk import entity_risk, update_entity_risk
+from riskgraph.features.unit import to_unit
 from .twins import twin_batch, twin_risk, twin_update_risk
 
 AMT_SUMS = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith(("src_out_amt", "dst_in_amt"))]

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from features.layout import Acc
-from features.risk import RISK_HALF_LIFE, entity_risk, update_entity_risk
+from riskgraph.features.layout import Acc
+from riskgraph.features.risk import RISK_HALF_LIFE, entity_risk, update_entity_risk
 from .twins import twin_risk, twin_update_risk
 
 

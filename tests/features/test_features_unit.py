@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.catalogue import FEATURE_NAMES, FEATURES, N_FEATURES, SQUASHES, FeatureSpec
-from features.unit import to_unit
+from riskgraph.features.catalogue import FEATURE_NAMES, FEATURES, N_FEATURES, SQUASHES, FeatureSpec
+from riskgraph.features.unit import to_unit
 from .twins import twin_to_unit
 
 finite = st.floats(allow_nan=False, allow_infinity=False)

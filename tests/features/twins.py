@@ -14,9 +14,9 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
-from features.catalogue import (AMOUNT_MAX, FAN_WINDOW_S, FEATURE_NAMES, NEVER_LOG_S, Z_MIN_HISTORY,
+from riskgraph.features.catalogue import (AMOUNT_MAX, FAN_WINDOW_S, FEATURE_NAMES, NEVER_LOG_S, Z_MIN_HISTORY,
                                 Z_STD_FLOOR)
-from features.layout import HALF_LIVES, IN, OUT, RING
+from riskgraph.features.layout import HALF_LIVES, IN, OUT, RING
 
 DAY = 86400.0
 

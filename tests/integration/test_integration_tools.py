@@ -20,9 +20,9 @@ from kafka import KafkaProducer
 
 from riskgraph.broker import free_ports
 from riskgraph.cli import main as cli_main
-from streams.alerts import Alert, decode_alert
-from streams.events import DeadLetter
-from streams.kafka_io import SEVERITY_ORDER
+from riskgraph.streams.alerts import Alert, decode_alert
+from riskgraph.streams.events import DeadLetter
+from riskgraph.streams.kafka_io import SEVERITY_ORDER
 from .worker_proc import WorkerConfig, WorkerProcess, metric, read_topic
 
 N_EVENTS = 2000

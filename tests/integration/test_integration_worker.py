@@ -30,10 +30,10 @@ import pytest
 from riskgraph.broker import free_ports
 from riskgraph.cli import main as cli_main
 from riskgraph.settings import Settings
-from simulators.transactions import SimConfig, SimResult, simulate, write_events
-from state.store import GraphStore
-from streams.alerts import Alert, decode_alert
-from streams.events import DeadLetter
+from riskgraph.simulators.transactions import SimConfig, SimResult, simulate, write_events
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.alerts import Alert, decode_alert
+from riskgraph.streams.events import DeadLetter
 from .worker_proc import (WorkerConfig, WorkerProcess, clean_environ, metric, metric_sum, read_topic,
                           send_all)
 
@@ -105,7 +105,7 @@ def interleave(events_bytes: list[tuple[bytes, bytes]], bad: list[tuple[bytes | 
 
 
 def event_records(sim: SimResult) -> list[tuple[bytes, bytes]]:
-    from streams.events import encode
+    from riskgraph.streams.events import encode
 
     return [(e.src.encode(), encode(e)) for e in sim.events]
 
@@ -422,9 +422,9 @@ def test_embedded_alerts_do_not_depend_on_micro_batch_size(sim: SimResult, tmp_p
     Engine reads after the whole batch was scored and learned: when a window pivot falls
     inside a batch, alerts scored before it are explained with the next window's mass.
     """
-    from models.scoring import ScoringModel
-    from streams.engine import Engine
-    from streams.runner import chunk_events, run_batches
+    from riskgraph.models.scoring import ScoringModel
+    from riskgraph.streams.engine import Engine
+    from riskgraph.streams.runner import chunk_events, run_batches
 
     def run(batch: int) -> list[Alert]:
         with GraphStore(tmp_path / f"b{batch}") as store:

@@ -9,13 +9,13 @@ import math
 import numpy as np
 import pytest
 
-from features.catalogue import FEATURE_INDEX, N_FEATURES, NEVER_LOG_S
-from features.kernels import compute_features
-from features.layout import IN, RING, NodeArrays, init_rows
-from features.unit import to_unit
-from models.graph_features import (GRAPH_FEATURE_NAMES, MATCH_CAP, N_GRAPH_FEATURES, amount_from_unit,
+from riskgraph.features.catalogue import FEATURE_INDEX, N_FEATURES, NEVER_LOG_S
+from riskgraph.features.kernels import compute_features
+from riskgraph.features.layout import IN, RING, NodeArrays, init_rows
+from riskgraph.features.unit import to_unit
+from riskgraph.models.graph_features import (GRAPH_FEATURE_NAMES, MATCH_CAP, N_GRAPH_FEATURES, amount_from_unit,
                                    graph_features)
-from models.head import TreeHead
+from riskgraph.models.head import TreeHead
 
 DAY = 86400.0
 
@@ -229,7 +229,7 @@ def test_tree_head_fit_and_refit_with_a_fixed_size() -> None:
 # -- in a scoring model, an artifact, and riskgraph train -------------------------------
 
 def test_a_head_needs_a_tgn_and_the_current_inputs(fitted) -> None:
-    from models.scoring import HEAD_INPUTS, ScoringModel
+    from riskgraph.models.scoring import HEAD_INPUTS, ScoringModel
 
     _, _, clf = fitted
     det = ScoringModel.default(seed=0).detector
@@ -244,15 +244,15 @@ def test_a_head_needs_a_tgn_and_the_current_inputs(fitted) -> None:
 @pytest.mark.slow
 def test_train_job_fits_a_head_that_serving_loads_and_uses(tmp_path, capsys) -> None:
     torch = pytest.importorskip("torch")
-    from models.artifact import load_model
-    from models.scoring import HEAD_INPUTS, combine
+    from riskgraph.models.artifact import load_model
+    from riskgraph.models.scoring import HEAD_INPUTS, combine
     from riskgraph.jobs import FileSpec, evaluate
     from riskgraph.settings import Settings
     from riskgraph.train import train_job
-    from simulators.transactions import SimConfig, simulate, write_events
-    from state.store import GraphStore
-    from streams.engine import Engine
-    from streams.runner import chunk_events, run_batches
+    from riskgraph.simulators.transactions import SimConfig, simulate, write_events
+    from riskgraph.state.store import GraphStore
+    from riskgraph.streams.engine import Engine
+    from riskgraph.streams.runner import chunk_events, run_batches
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -9,8 +9,8 @@ import pytest
 from river.anomaly import HalfSpaceTrees as RiverHST
 from sklearn.metrics import roc_auc_score
 
-from models.hst import HalfSpaceTrees, StateMismatchError, build_structure
-from models.protocol import Scorer
+from riskgraph.models.hst import HalfSpaceTrees, StateMismatchError, build_structure
+from riskgraph.models.protocol import Scorer
 
 
 def _cluster(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.layout import Acc, NodeArrays, init_rows
-from models.policy import (
+from riskgraph.features.layout import Acc, NodeArrays, init_rows
+from riskgraph.models.policy import (
     AlertPolicy,
     PolicyConfig,
     StateMismatchError,

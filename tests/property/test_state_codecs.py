@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from features.layout import N_ACC, RING, NodeArrays
-from state.codecs import (
+from riskgraph.features.layout import N_ACC, RING, NodeArrays
+from riskgraph.state.codecs import (
     READABLE_VERSIONS,
     CorruptRecordError,
     TABLE_FIELDS,
@@ -25,7 +25,7 @@ from state.codecs import (
     encode_rows,
     record_size,
 )
-from state.keys import BLOB, POS, blob_key, ext_key, name_of, node_key, node_keys, position_key
+from riskgraph.state.keys import BLOB, POS, blob_key, ext_key, name_of, node_key, node_keys, position_key
 
 INT64_MAX = (1 << 63) - 1
 floats64 = st.floats(allow_nan=True, allow_infinity=True)

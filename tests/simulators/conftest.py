@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.transactions import Incident, SimConfig, SimResult, simulate
-from streams.events import Event
+from riskgraph.simulators.transactions import Incident, SimConfig, SimResult, simulate
+from riskgraph.streams.events import Event
 
 #: Small but with every typology several times; generates in well under a second.
 SMALL = SimConfig(seed=11, n_persons=2500, n_merchants=300, n_atms=40, days=12,

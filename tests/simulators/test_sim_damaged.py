@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from simulators.replay import CorruptFileError, EventFile, OrderError
+from riskgraph.simulators.replay import CorruptFileError, EventFile, OrderError
 
 
 def _lines(n: int) -> list[bytes]:

@@ -12,6 +12,6 @@ MODULES = ["catalog", "background", "typologies", "transactions", "writers", "ro
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    module = importlib.import_module(f"simulators.{name}")
+    module = importlib.import_module(f"riskgraph.simulators.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from simulators.replay import EventFile, FileBatch, MappingError, OrderError, pace, parse_mapping, read_entity_labels
-from simulators.writers import write_entity_labels, write_events
-from streams.events import Event
+from riskgraph.simulators.replay import EventFile, FileBatch, MappingError, OrderError, pace, parse_mapping, read_entity_labels
+from riskgraph.simulators.writers import write_entity_labels, write_events
+from riskgraph.streams.events import Event
 
 
 def _read_all(f: EventFile, batch_size: int = 1000) -> tuple[list[Event], list[int], list, dict[str, list]]:

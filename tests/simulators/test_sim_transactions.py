@@ -10,9 +10,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from simulators.transactions import SimConfig, simulate
-from simulators.typologies import MALICIOUS_ROLES, TYPOLOGIES
-from streams.events import validate
+from riskgraph.simulators.transactions import SimConfig, simulate
+from riskgraph.simulators.typologies import MALICIOUS_ROLES, TYPOLOGIES
+from riskgraph.streams.events import validate
 
 
 def test_same_seed_same_output(small_sim, small_config):

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from rocksdict import WriteBatch  # noqa: E402
 
-from state.codecs import record_size  # noqa: E402
-from state.keys import node_keys  # noqa: E402
-from state.store import GraphStore  # noqa: E402
+from riskgraph.state.codecs import record_size  # noqa: E402
+from riskgraph.state.keys import node_keys  # noqa: E402
+from riskgraph.state.store import GraphStore  # noqa: E402
 
 
 def _batch(store: GraphStore, ext: list[str], out: dict[str, list[float]]) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.layout import NodeArrays
-from state.codecs import TABLE_FIELDS
+from riskgraph.features.layout import NodeArrays
+from riskgraph.state.codecs import TABLE_FIELDS
 
 
 def fill_random(table: NodeArrays, slots: np.ndarray, rng: np.random.Generator) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from riskgraph.jobs import open_store
 from riskgraph.settings import Settings
-from state.affinity import ROCKSDB_THREAD_PREFIX, TASKS, ThreadPinner, supported
-from state.store import GraphStore
+from riskgraph.state.affinity import ROCKSDB_THREAD_PREFIX, TASKS, ThreadPinner, supported
+from riskgraph.state.store import GraphStore
 
 pytestmark = pytest.mark.skipif(not supported() or len(os.sched_getaffinity(0)) < 2,
                                 reason="needs Linux and at least two CPUs")

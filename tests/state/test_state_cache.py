@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.layout import RING, init_rows
-from state.cache import RowCache
-from state.store import GraphStore
+from riskgraph.features.layout import RING, init_rows
+from riskgraph.state.cache import RowCache
+from riskgraph.state.store import GraphStore
 
 
 def _apply(table, slots, ids, k):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from state.store import GraphStore
+from riskgraph.state.store import GraphStore
 
 
 def _state(store: GraphStore, helpers) -> tuple:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from state.store import GraphStore
+from riskgraph.state.store import GraphStore
 
 
 def _write_rounds(st: GraphStore, names: list[str], rng: np.random.Generator, helpers, before: dict) -> None:

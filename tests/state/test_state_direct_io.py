@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import state.store as store_mod
-from state.store import GraphStore, direct_io_supported
+import riskgraph.state.store as store_mod
+from riskgraph.state.store import GraphStore, direct_io_supported
 
 
 def test_auto_uses_direct_io_where_the_file_system_takes_it_and_rows_survive_compaction(tmp_path, helpers) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from state.idcache import IdCache
+from riskgraph.state.idcache import IdCache
 
 # short names from a small alphabet collide in table slots; non-ASCII and lone surrogates too
 names = st.text(alphabet=st.sampled_from(["a", "b", "é", "中", "\x00", "\ud800"]), min_size=0, max_size=4)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from state.memcache import MemCache
-from state.store import GraphStore
+from riskgraph.state.memcache import MemCache
+from riskgraph.state.store import GraphStore
 
 
 def test_lru_keeps_recent_entries_and_the_capacity():

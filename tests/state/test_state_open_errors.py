@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from state.store import GraphStore, StoreCorruptError, StoreLockedError, StoreOpenError
+from riskgraph.state.store import GraphStore, StoreCorruptError, StoreLockedError, StoreOpenError
 
 
 def make_store(path) -> None:
@@ -57,7 +57,7 @@ def test_a_store_locked_by_another_process(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys
-            from state.store import GraphStore
+            from riskgraph.state.store import GraphStore
             st = GraphStore({str(tmp_path / "st")!r})
             print("open", flush=True)
             sys.stdin.read()

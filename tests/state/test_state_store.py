@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from rocksdict import Options, Rdict
 
-from features.layout import Acc, NAN_COLUMNS
-from state.codecs import CorruptRecordError, decode_count, encode_count, record_size
-from state.keys import META_LAYOUT, META_SCHEMA, node_key
-from state.store import GraphStore, StoreMismatchError
+from riskgraph.features.layout import Acc, NAN_COLUMNS
+from riskgraph.state.codecs import CorruptRecordError, decode_count, encode_count, record_size
+from riskgraph.state.keys import META_LAYOUT, META_SCHEMA, node_key
+from riskgraph.state.store import GraphStore, StoreMismatchError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,7 +92,7 @@ def test_killed_process_keeps_exactly_the_committed_state(tmp_path):
     path = tmp_path / "s"
     child = textwrap.dedent(f"""
         import os, numpy as np
-        from state.store import GraphStore
+        from riskgraph.state.store import GraphStore
         st = GraphStore({str(path)!r})
         s = st.slots(st.resolve(["a", "b"]))
         st.table.acc[s, 0] = [1.0, 2.0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from state.store import GraphStore
+from riskgraph.state.store import GraphStore
 
 
 def test_window_survives_reopen_and_keeps_only_committed_keys(tmp_path):

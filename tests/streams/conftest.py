@@ -9,12 +9,12 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from models.scoring import ScoringModel
-from simulators.transactions import SimConfig, SimResult, simulate
-from state.store import GraphStore
-from streams.alerts import Alert
-from streams.engine import Engine
-from streams.events import Event, encode_many
+from riskgraph.models.scoring import ScoringModel
+from riskgraph.simulators.transactions import SimConfig, SimResult, simulate
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.alerts import Alert
+from riskgraph.streams.engine import Engine
+from riskgraph.streams.events import Event, encode_many
 
 #: Small enough to score in a fraction of a second, large enough to raise alerts
 #: (about 4 300 events, ~190 alerts with the default model).

@@ -18,8 +18,8 @@ from mode import Service
 
 from pathlib import Path
 
-from streams.batching import CHECKED_VERSIONS, check_private_members
-from streams.batching import BatchTopic, _fast_wait_first, _Resumed, install_fast_handoff, next_batch, set_fetch_max_wait
+from riskgraph.streams.batching import CHECKED_VERSIONS, check_private_members
+from riskgraph.streams.batching import BatchTopic, _fast_wait_first, _Resumed, install_fast_handoff, next_batch, set_fetch_max_wait
 
 
 def run(coro):

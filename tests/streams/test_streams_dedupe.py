@@ -13,11 +13,11 @@ import json
 import msgspec
 import pytest
 
-from models.scoring import ScoringModel
-from state.store import GraphStore
-from streams.engine import Engine
-from streams.events import DeadLetter, Event, encode
-from streams.runner import StreamBatch, run_batches
+from riskgraph.models.scoring import ScoringModel
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.engine import Engine
+from riskgraph.streams.events import DeadLetter, Event, encode
+from riskgraph.streams.runner import StreamBatch, run_batches
 
 
 def ev(i: int, eid: str | None = None, amount: float = 10.0) -> Event:

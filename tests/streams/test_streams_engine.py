@@ -7,14 +7,14 @@ import threading
 import numpy as np
 import pytest
 
-from features.catalogue import FEATURE_NAMES, N_FEATURES
-from models.hst import HalfSpaceTrees
-from models.policy import SEVERITIES, alert_id
-from models.scoring import ScoringModel
-from state.store import GraphStore
-from streams.alerts import decode_alert, encode_alert
-from streams.engine import Engine
-from streams.events import decode_one, encode
+from riskgraph.features.catalogue import FEATURE_NAMES, N_FEATURES
+from riskgraph.models.hst import HalfSpaceTrees
+from riskgraph.models.policy import SEVERITIES, alert_id
+from riskgraph.models.scoring import ScoringModel
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.alerts import decode_alert, encode_alert
+from riskgraph.streams.engine import Engine
+from riskgraph.streams.events import decode_one, encode
 
 MODEL_SEED = 3  # as in conftest: the reference run's model
 
@@ -281,7 +281,7 @@ class _ProtocolOnlyScorer:
 def test_any_protocol_scorer_runs_in_the_engine_with_reasons(tmp_path, sim_raw):
     # the embedded benchmark's River adapter broke when the Engine started asking
     # detectors for traced scores: a Scorer needs only the protocol's methods
-    from models.protocol import Scorer
+    from riskgraph.models.protocol import Scorer
 
     det = _ProtocolOnlyScorer()
     assert isinstance(det, Scorer)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.events import (
+from riskgraph.streams.events import (
     AMOUNT_MAX,
     CATEGORIES,
     MAX_EVENT_BYTES,

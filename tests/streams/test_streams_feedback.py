@@ -14,15 +14,15 @@ from typing import Any, Callable, Iterator
 import msgspec
 import pytest
 
-from models.policy import AlertPolicy
-from models.scoring import ScoringModel
+from riskgraph.models.policy import AlertPolicy
+from riskgraph.models.scoring import ScoringModel
 from riskgraph.settings import Settings
-from state.store import GraphStore
-from streams.alerts import Alert, Feedback, encode_feedback, sign_feedback
-from streams.engine import Engine
-from streams.events import DeadLetter
-from streams.feedback import FeedbackIntake, StepLimiter
-from streams.metrics import EngineMetrics
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.alerts import Alert, Feedback, encode_feedback, sign_feedback
+from riskgraph.streams.engine import Engine
+from riskgraph.streams.events import DeadLetter
+from riskgraph.streams.feedback import FeedbackIntake, StepLimiter
+from riskgraph.streams.metrics import EngineMetrics
 
 from .conftest import MODEL_SEED, _feed
 

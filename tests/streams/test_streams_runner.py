@@ -8,12 +8,12 @@ import msgspec
 import numpy as np
 import pytest
 
-from models.scoring import ScoringModel
-from state.store import GraphStore
-from streams.alerts import decode_alert
-from streams.engine import Engine
-from streams.events import decode_batch
-from streams.runner import StreamBatch, chunk_events, run_batches
+from riskgraph.models.scoring import ScoringModel
+from riskgraph.state.store import GraphStore
+from riskgraph.streams.alerts import decode_alert
+from riskgraph.streams.engine import Engine
+from riskgraph.streams.events import decode_batch
+from riskgraph.streams.runner import StreamBatch, chunk_events, run_batches
 
 MODEL_SEED = 3
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from features.layout import NodeArrays, init_rows
+from riskgraph.features.layout import NodeArrays, init_rows
 
 
 @pytest.fixture(autouse=True)
@@ -26,14 +26,14 @@ def one_thread():
 
 @pytest.fixture
 def small_config() -> Any:
-    from models.tgn.model import TGNConfig
+    from riskgraph.models.tgn.model import TGNConfig
 
     return TGNConfig(mem_dim=8, time_dim=4, emb_dim=8, edge_dim=3, k=4, heads=2, dropout=0.0)
 
 
 @pytest.fixture
 def make_model(small_config) -> Callable[..., Any]:
-    from models.tgn.model import TGN, TGNConfig
+    from riskgraph.models.tgn.model import TGN, TGNConfig
 
     def make(seed: int = 0, **changes) -> TGN:
         cfg = TGNConfig.from_dict({**small_config.to_dict(), **changes})

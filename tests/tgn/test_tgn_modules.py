@@ -10,19 +10,19 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import models.tgn.artifact  # noqa: E402
-import models.tgn.model  # noqa: E402
-import models.tgn.modules  # noqa: E402
-import models.tgn.neighbours  # noqa: E402
-import models.tgn.runtime  # noqa: E402
-import models.tgn.synthetic  # noqa: E402
-from models.tgn.model import AS_DESTINATION, AS_SOURCE, TGN, RowLayout, TGNConfig  # noqa: E402
-from models.tgn.modules import (LinkDecoder, MessageFunction, RiskDecoder, TemporalAttentionEmbedding,  # noqa: E402
+import riskgraph.models.tgn.artifact  # noqa: E402
+import riskgraph.models.tgn.model  # noqa: E402
+import riskgraph.models.tgn.modules  # noqa: E402
+import riskgraph.models.tgn.neighbours  # noqa: E402
+import riskgraph.models.tgn.runtime  # noqa: E402
+import riskgraph.models.tgn.synthetic  # noqa: E402
+from riskgraph.models.tgn.model import AS_DESTINATION, AS_SOURCE, TGN, RowLayout, TGNConfig  # noqa: E402
+from riskgraph.models.tgn.modules import (LinkDecoder, MessageFunction, RiskDecoder, TemporalAttentionEmbedding,  # noqa: E402
                                 TimeEncoder)
 
 
-@pytest.mark.parametrize("mod", [models.tgn.modules, models.tgn.model, models.tgn.neighbours, models.tgn.runtime,
-                                 models.tgn.artifact, models.tgn.synthetic])
+@pytest.mark.parametrize("mod", [riskgraph.models.tgn.modules, riskgraph.models.tgn.model, riskgraph.models.tgn.neighbours, riskgraph.models.tgn.runtime,
+                                 riskgraph.models.tgn.artifact, riskgraph.models.tgn.synthetic])
 def test_doctests(mod) -> None:
     res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0
@@ -58,7 +58,7 @@ def test_time_encoder_cos_is_accurate_and_differentiable_at_long_gaps(scale: flo
                                atol=1e-4 * float(dt.abs().sum()))
     # (finite differences lose their precision on larger arguments)
     x = (torch.rand(8, dtype=torch.float64) * min(scale, 1e4)).requires_grad_()
-    assert torch.autograd.gradcheck(models.tgn.modules._Cos.apply, (x,))
+    assert torch.autograd.gradcheck(riskgraph.models.tgn.modules._Cos.apply, (x,))
 
 def test_message_functions() -> None:
     m = MessageFunction(mem_dim=2, edge_dim=1, time_dim=1)

@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from features.kernels import compute_features  # noqa: E402
-from features.layout import IN, OUT, RING  # noqa: E402
-from models.tgn.model import ring_edge_attr  # noqa: E402
-from models.tgn.neighbours import recent_neighbours  # noqa: E402
+from riskgraph.features.kernels import compute_features  # noqa: E402
+from riskgraph.features.layout import IN, OUT, RING  # noqa: E402
+from riskgraph.models.tgn.model import ring_edge_attr  # noqa: E402
+from riskgraph.models.tgn.neighbours import recent_neighbours  # noqa: E402
 
 
 def test_most_recent_k_newest_first_and_padding(make_table, ring_writer) -> None:

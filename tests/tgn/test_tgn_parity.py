@@ -26,15 +26,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.scoring import ScoringModel  # noqa: E402
-from models.tgn.model import TGNConfig  # noqa: E402
-from models.tgn.runtime import TGNRuntime  # noqa: E402
-from models.tgn.train import TrainConfig, offline_scores, train  # noqa: E402
-from simulators.transactions import SimConfig, simulate  # noqa: E402
-from state.store import GraphStore  # noqa: E402
-from streams.engine import Engine  # noqa: E402
-from streams.events import Event, encode_many  # noqa: E402
-from streams.runner import chunk_events, run_batches  # noqa: E402
+from riskgraph.models.scoring import ScoringModel  # noqa: E402
+from riskgraph.models.tgn.model import TGNConfig  # noqa: E402
+from riskgraph.models.tgn.runtime import TGNRuntime  # noqa: E402
+from riskgraph.models.tgn.train import TrainConfig, offline_scores, train  # noqa: E402
+from riskgraph.simulators.transactions import SimConfig, simulate  # noqa: E402
+from riskgraph.state.store import GraphStore  # noqa: E402
+from riskgraph.streams.engine import Engine  # noqa: E402
+from riskgraph.streams.events import Event, encode_many  # noqa: E402
+from riskgraph.streams.runner import chunk_events, run_batches  # noqa: E402
 
 #: About 1,100 events, ~100 of them labelled attacks, ~400 entities: trains in ~2 s.
 SIM = SimConfig(n_persons=400, n_merchants=60, n_atms=5, days=2, seed=11)

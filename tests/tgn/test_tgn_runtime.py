@@ -9,12 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from features.catalogue import N_FEATURES  # noqa: E402
-from features.kernels import compute_features  # noqa: E402
-from features.layout import OUT  # noqa: E402
-from features.unit import to_unit  # noqa: E402
-from models.tgn.model import AS_DESTINATION, AS_SOURCE, NO_MESSAGE, TGN, TGNConfig  # noqa: E402
-from models.tgn.runtime import TGNRuntime  # noqa: E402
+from riskgraph.features.catalogue import N_FEATURES  # noqa: E402
+from riskgraph.features.kernels import compute_features  # noqa: E402
+from riskgraph.features.layout import OUT  # noqa: E402
+from riskgraph.features.unit import to_unit  # noqa: E402
+from riskgraph.models.tgn.model import AS_DESTINATION, AS_SOURCE, NO_MESSAGE, TGN, TGNConfig  # noqa: E402
+from riskgraph.models.tgn.runtime import TGNRuntime  # noqa: E402
 
 
 def _hand_model() -> TGN:

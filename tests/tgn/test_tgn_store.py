@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from features.catalogue import N_FEATURES  # noqa: E402
-from features.kernels import compute_features  # noqa: E402
-from features.unit import to_unit  # noqa: E402
-from models.tgn.runtime import TGNRuntime  # noqa: E402
-from state.store import GraphStore  # noqa: E402
+from riskgraph.features.catalogue import N_FEATURES  # noqa: E402
+from riskgraph.features.kernels import compute_features  # noqa: E402
+from riskgraph.features.unit import to_unit  # noqa: E402
+from riskgraph.models.tgn.runtime import TGNRuntime  # noqa: E402
+from riskgraph.state.store import GraphStore  # noqa: E402
 
 
 def test_scores_through_an_evicting_store_equal_the_in_memory_table(tmp_path, make_model, make_table, ident) -> None:

@@ -9,12 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import models.tgn.train  # noqa: E402
-from models.tgn.artifact import TGNArtifactError, load_tgn, model_version, save_tgn  # noqa: E402
-from models.tgn.model import TGN, TGNConfig  # noqa: E402
-from models.tgn.runtime import TGNRuntime  # noqa: E402
-from models.tgn.synthetic import synthetic_stream  # noqa: E402
-from models.tgn.train import TrainConfig, ranking_metrics, train  # noqa: E402
+import riskgraph.models.tgn.train  # noqa: E402
+from riskgraph.models.tgn.artifact import TGNArtifactError, load_tgn, model_version, save_tgn  # noqa: E402
+from riskgraph.models.tgn.model import TGN, TGNConfig  # noqa: E402
+from riskgraph.models.tgn.runtime import TGNRuntime  # noqa: E402
+from riskgraph.models.tgn.synthetic import synthetic_stream  # noqa: E402
+from riskgraph.models.tgn.train import TrainConfig, ranking_metrics, train  # noqa: E402
 
 TINY = TGNConfig(mem_dim=16, time_dim=8, emb_dim=16, dropout=0.0)
 
@@ -22,7 +22,7 @@ TINY = TGNConfig(mem_dim=16, time_dim=8, emb_dim=16, dropout=0.0)
 def test_train_doctest() -> None:
     import doctest
 
-    res = doctest.testmod(models.tgn.train)
+    res = doctest.testmod(riskgraph.models.tgn.train)
     assert res.attempted > 0 and res.failed == 0
 
 

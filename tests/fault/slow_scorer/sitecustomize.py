@@ -12,7 +12,7 @@ import time
 
 _delay = float(os.environ.get("FAULT_SCORE_DELAY_S", "0") or 0)
 if _delay > 0:
-    from streams.engine import Engine
+    from riskgraph.streams.engine import Engine
 
     _process = Engine.process
 
