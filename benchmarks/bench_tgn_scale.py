@@ -227,6 +227,7 @@ def warm_up(eng, c: dict[str, Any], rng: np.random.Generator, perm: np.ndarray, 
 def child_build(c: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from riskgraph.state.options import StoreOptions
     from riskgraph.state.store import GraphStore
     from riskgraph.streams.engine import Engine
 
@@ -236,9 +237,10 @@ def child_build(c: dict[str, Any]) -> dict[str, Any]:
     t_start = time.perf_counter()
     out: dict[str, Any] = {}
     # the build is not timed: a hot cache holding the whole graph makes it several times faster
-    with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=max(c["cache_capacity"], n + 1),
-                    block_cache_mb=c["block_cache_mb"], compression=c.get("compression", "none"),
-                    compaction=c.get("compaction", "universal")) as store:
+    with GraphStore(c["dir"], StoreOptions(mem_dim=row_width(), cache_capacity=max(c["cache_capacity"], n + 1),
+                                           block_cache_mb=c["block_cache_mb"],
+                                           compression=c.get("compression", "none"),
+                                           compaction=c.get("compaction", "universal"))) as store:
         # 1. detector-only: feature accumulators and neighbour rings of every node
         eng = Engine(store, make_model(seed, tgn=False), commit_every=10)
         n_det = c["touches"] * n // 2
@@ -278,6 +280,7 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from riskgraph.features.layout import RING
+    from riskgraph.state.options import StoreOptions
     from riskgraph.state.store import GraphStore
     from riskgraph.streams.engine import Engine
 
@@ -287,11 +290,14 @@ def child_measure(c: dict[str, Any]) -> dict[str, Any]:
     perm = np.random.default_rng([seed, n, 999]).permutation(n)  # fixed per size: the same hot ids every round
     rss0 = rss_mb()
     model = make_model(seed, tgn=True)
-    with GraphStore(c["dir"], mem_dim=row_width(), cache_capacity=c["cache_capacity"], create=False,
-                    block_cache_mb=c["block_cache_mb"], mem_cache_capacity=c["mem_cache_capacity"],
-                    compression=c.get("compression", "none"), mem_cache_width=model.mem_cache_width,
-                    pin_scoring_cpu=c.get("pin_scoring_cpu"), direct_io=c.get("direct_io", "off"),
-                    compaction=c.get("compaction", "universal")) as store:
+    with GraphStore(c["dir"], StoreOptions(mem_dim=row_width(), cache_capacity=c["cache_capacity"],
+                                           block_cache_mb=c["block_cache_mb"],
+                                           mem_cache_capacity=c["mem_cache_capacity"],
+                                           compression=c.get("compression", "none"),
+                                           mem_cache_width=model.mem_cache_width,
+                                           pin_scoring_cpu=c.get("pin_scoring_cpu"),
+                                           direct_io=c.get("direct_io", "off"),
+                                           compaction=c.get("compaction", "universal")), create=False) as store:
         assert store.node_count == n
         eng = Engine(store, model, commit_every=c["commit_every"])
         first = store.positions()[POS]
@@ -417,12 +423,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--zipf-a", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--direct-io", choices=("auto", "on", "off"), default="off",
-                   help="GraphStore(direct_io=) of the measure steps (RISKGRAPH_STORE_DIRECT_IO; default off)")
+                   help="StoreOptions.direct_io of the measure steps (RISKGRAPH_STORE_DIRECT_IO; default off)")
     p.add_argument("--compaction", choices=("level", "universal"), default="universal",
-                   help="GraphStore(compaction=) of the build and the measure steps (RISKGRAPH_STORE_COMPACTION)")
+                   help="StoreOptions.compaction of the build and the measure steps (RISKGRAPH_STORE_COMPACTION)")
     p.add_argument("--pin-scoring-cpu", type=int, default=None,
                    help="measure steps pin the scoring thread to this CPU and RocksDB's threads to the others "
-                        "(GraphStore(pin_scoring_cpu=), RISKGRAPH_PIN_SCORING_CPU; default: off)")
+                        "(StoreOptions.pin_scoring_cpu, RISKGRAPH_PIN_SCORING_CPU; default: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default=None, help="where the stores go (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the stores")

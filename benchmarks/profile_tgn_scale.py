@@ -18,7 +18,7 @@ Two switches test what slows the scoring thread at 10^6 nodes:
   scoring thread.
 * ``--rocks SETTER=VALUE``: any other rocksdict ``Options`` setter for the run.
 * ``--pin C``: the scoring thread on CPU C, RocksDB's background threads on the other CPUs
-  (``GraphStore(pin_scoring_cpu=C)``, ``state.affinity``; as ``bench_tgn_scale.py --pin-scoring-cpu``).
+  (``StoreOptions(pin_scoring_cpu=C)``, ``state.affinity``; as ``bench_tgn_scale.py --pin-scoring-cpu``).
 
 RocksDB's own counters for the timed window (bytes flushed and compacted, compaction CPU
 seconds) come from ``rocksdb.stats``.

@@ -37,6 +37,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from riskgraph.models.scoring import ScoringModel  # noqa: E402
+from riskgraph.state.options import StoreOptions  # noqa: E402
 from riskgraph.state.store import GraphStore  # noqa: E402
 from riskgraph.streams.engine import Engine  # noqa: E402
 from riskgraph.streams.events import Event  # noqa: E402
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--cache-capacity", type=int, default=100_000, help="node rows kept in memory")
     p.add_argument("--block-cache-mb", type=int, default=256)
     p.add_argument("--compaction", choices=("level", "universal"), default="universal",
-                   help="GraphStore(compaction=): RocksDB's compaction style (RISKGRAPH_STORE_COMPACTION)")
+                   help="StoreOptions.compaction: RocksDB's compaction style (RISKGRAPH_STORE_COMPACTION)")
     p.add_argument("--mem-cache-capacity", type=int, default=0,
                    help="with --tgn: TGN memories kept for neighbour reads (state.memcache; 0: none)")
     p.add_argument("--new-frac", type=float, default=0.05, help="probability that an event end is a new entity")
@@ -213,9 +214,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rss_start = rss_bytes()
     t_start = time.perf_counter()
     try:
-        with GraphStore(path, mem_dim=model.mem_dim, cache_capacity=a.cache_capacity,
-                        block_cache_mb=a.block_cache_mb, mem_cache_capacity=a.mem_cache_capacity,
-                        mem_cache_width=model.mem_cache_width, compaction=a.compaction) as store:
+        with GraphStore(path, StoreOptions(mem_dim=model.mem_dim, cache_capacity=a.cache_capacity,
+                                           block_cache_mb=a.block_cache_mb, mem_cache_capacity=a.mem_cache_capacity,
+                                           mem_cache_width=model.mem_cache_width, compaction=a.compaction)) as store:
             eng = Engine(store, model, commit_every=a.commit_every)
             n_events, last_events, last_t = 0, 0, t_start
             next_sample = t_start

@@ -151,10 +151,8 @@ def open_store(settings: Settings, model: ScoringModel, state_dir: str | None) -
     if state_dir is None:
         tmp = tempfile.mkdtemp(prefix="riskgraph-state-")
         state_dir = tmp
-    return GraphStore(state_dir, mem_dim=model.mem_dim, cache_capacity=settings.cache_capacity,
-                      mem_cache_capacity=settings.mem_cache_capacity, compression=settings.store_compression,
-                      mem_cache_width=model.mem_cache_width, pin_scoring_cpu=settings.scoring_cpu,
-                      direct_io=settings.store_direct_io, compaction=settings.store_compaction), tmp
+    options = settings.store_options(mem_dim=model.mem_dim, mem_cache_width=model.mem_cache_width)
+    return GraphStore(state_dir, options), tmp
 
 
 def entity_scores(store: GraphStore, now: float) -> dict[str, float]:

@@ -21,6 +21,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from riskgraph.state.options import COMPACTIONS, COMPRESSIONS, DIRECT_IO_MODES, StoreOptions
+
 ENV_PREFIX = "RISKGRAPH_"
 
 
@@ -99,8 +101,23 @@ class Settings:
 
     @property
     def scoring_cpu(self) -> int | None:
-        """``pin_scoring_cpu`` as ``GraphStore(pin_scoring_cpu=)`` takes it: None when off (< 0)."""
+        """``pin_scoring_cpu`` as ``StoreOptions.pin_scoring_cpu`` takes it: None when off (< 0)."""
         return self.pin_scoring_cpu if self.pin_scoring_cpu >= 0 else None
+
+    def store_options(self, *, mem_dim: int = 0, mem_cache_width: int | None = None) -> StoreOptions:
+        """The graph store's options from these settings; the one place a store is configured from them.
+
+        ``mem_dim`` and ``mem_cache_width`` are the model's (``ScoringModel.mem_dim``,
+        ``.mem_cache_width``), not settings.
+
+        >>> o = Settings(cache_capacity=500, store_compression="lz4").store_options(mem_dim=8)
+        >>> o.mem_dim, o.cache_capacity, o.compression, o.pin_scoring_cpu
+        (8, 500, 'lz4', None)
+        """
+        return StoreOptions(mem_dim=mem_dim, cache_capacity=self.cache_capacity,
+                            mem_cache_capacity=self.mem_cache_capacity, compression=self.store_compression,
+                            mem_cache_width=mem_cache_width, pin_scoring_cpu=self.scoring_cpu,
+                            direct_io=self.store_direct_io, compaction=self.store_compaction)
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -158,9 +175,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     # security_protocol and sasl_mechanism: checked (case-insensitively) by streams.security
     "event_loop": ("uvloop", "asyncio"),
     "consume": ("batch", "stream"),
-    "store_compression": ("none", "lz4"),  # state.store.COMPRESSIONS
-    "store_compaction": ("universal", "level"),  # state.store.COMPACTIONS
-    "store_direct_io": ("off", "auto", "on"),  # state.store.DIRECT_IO_MODES
+    "store_compression": COMPRESSIONS,
+    "store_compaction": COMPACTIONS,
+    "store_direct_io": DIRECT_IO_MODES,
 }
 #: string settings that must not be empty
 _NON_EMPTY = ("broker", "events_topic", "alerts_topic", "dlq_topic", "feedback_topic", "app_id", "state_dir",

@@ -37,6 +37,7 @@ from riskgraph.models.head import TreeHead
 from riskgraph.models.scoring import HEAD_INPUTS, ScoringModel, combine, fit_combiner
 from riskgraph.jobs import FileSpec, file_batches
 from riskgraph.settings import Settings
+from riskgraph.state.options import StoreOptions
 from riskgraph.state.store import GraphStore
 from riskgraph.streams.engine import Engine
 from riskgraph.streams.events import Event
@@ -104,7 +105,7 @@ def train_job(settings: Settings, spec: FileSpec, *, out_dir: str, epochs: int =
     draft.recorder = [] if use_head else None
     tmp = tempfile.mkdtemp(prefix="riskgraph-train-")
     try:
-        with GraphStore(tmp, mem_dim=draft.mem_dim) as store:
+        with GraphStore(tmp, StoreOptions(mem_dim=draft.mem_dim)) as store:
             from riskgraph.streams.runner import chunk_events
 
             run = run_batches(Engine(store, draft, commit_every=settings.commit_every),

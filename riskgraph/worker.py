@@ -38,10 +38,8 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
         created = ensure_topics(settings)
     if created:
         print(f"riskgraph worker: created topics {', '.join(created)}", file=sys.stderr)
-    store = GraphStore(settings.state_dir, mem_dim=model.mem_dim, cache_capacity=settings.cache_capacity,
-                       mem_cache_capacity=settings.mem_cache_capacity, compression=settings.store_compression,
-                       mem_cache_width=model.mem_cache_width, pin_scoring_cpu=settings.scoring_cpu,
-                       direct_io=settings.store_direct_io, compaction=settings.store_compaction)
+    store = GraphStore(settings.state_dir,
+                       settings.store_options(mem_dim=model.mem_dim, mem_cache_width=model.mem_cache_width))
     try:
         engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
                             dedupe_window=settings.dedupe_window, dlq_raw_max_bytes=settings.dlq_raw_max_bytes,

@@ -15,7 +15,7 @@ cache first, copies a row's memory here when the row is evicted (evicted rows ar
 clean: RocksDB holds the same), and fills misses from RocksDB. So an entry for a
 node that is not resident is never stale, and one for a resident node is never read.
 
-A cache narrower than the rows (``GraphStore(mem_cache_width=)``: a TGN's 64 memory
+A cache narrower than the rows (``StoreOptions.mem_cache_width``: a TGN's 64 memory
 floats of its 154-float row, 256 instead of 616 bytes per node) keeps only rows whose
 other columns are zero, which is what a TGN row is once its pending message is folded
 in; the store drops the entry of a node whose row no longer fits, so it is never stale.

@@ -49,6 +49,8 @@ from riskgraph.state.affinity import ThreadPinner
 from riskgraph.state.cache import RowCache
 from riskgraph.state.gather import gather_lead
 from riskgraph.state.memcache import MemCache
+# the allowed words are re-exported: code that configures a store finds them next to it
+from riskgraph.state.options import COMPACTIONS, COMPRESSIONS, DIRECT_IO_MODES, StoreOptions  # noqa: F401
 from riskgraph.state.window import RecentIds, RecentKeys
 from riskgraph.state.codecs import (
     FORMAT_VERSION,
@@ -89,25 +91,9 @@ class LeadRows(NamedTuple):
     rows: np.ndarray  # float32 [w, mem_dim]: those rows in full
 
 
-#: Block compression of the store's files. "none" by default: node records are read at
-#: random, one 4 kB block per record, and decompressing that block is most of a read
-#: once the block cache is outgrown; LZ4 saves disk (about a quarter) at that cost
-#: (measured with benchmarks/bench_tgn_scale.py: benchmarks/README.md).
-COMPRESSIONS = {"none": DBCompressionType.none, "lz4": DBCompressionType.lz4}
-
-
-#: ``GraphStore(direct_io=)`` values: "auto" uses direct I/O for flushes and compactions
-#: where the file system takes it, "on" requires it, "off" never uses it.
-DIRECT_IO_MODES = ("auto", "on", "off")
-
-#: ``GraphStore(compaction=)`` values: RocksDB's compaction style. "universal" (the
-#: store's default) merges sorted runs of similar size, which rewrites each record fewer
-#: times in a store whose every record is overwritten again and again: fewer bytes
-#: compacted and more events/s than "level" at 10^6 nodes (benchmarks/README.md). Its price: a compaction
-#: of all runs now and then, which needs up to the store's size again in free disk for a
-#: while. "level" (RocksDB's own default) keeps one sorted run per level and needs less
-#: headroom. Either opens a store written with the other.
-COMPACTIONS = {"level": DBCompactionStyle.level, "universal": DBCompactionStyle.universal}
+# RocksDB's constants for the words of state.options (which says why each is there)
+_COMPRESSION_TYPES = {"none": DBCompressionType.none, "lz4": DBCompressionType.lz4}
+_COMPACTION_STYLES = {"level": DBCompactionStyle.level, "universal": DBCompactionStyle.universal}
 
 
 def direct_io_supported(path: str) -> bool:
@@ -156,14 +142,14 @@ def _db_options(create: bool, block_cache_mb: int, compression: str = "none", di
     opts.set_memtable_prefix_bloom_ratio(0.05)
     opts.set_memtable_whole_key_filtering(True)
     # see COMPRESSIONS; LZ4 (when chosen) decompresses several times faster than the default Snappy
-    opts.set_compression_type(COMPRESSIONS[compression]())
+    opts.set_compression_type(_COMPRESSION_TYPES[compression]())
     # Flushes and compactions stream whole files; through the page cache that is a kernel
     # copy of every byte and pages to recycle, next to a scoring thread that waits on
     # memory: direct I/O is faster while the graph fits the row cache, but a store read back
     # from disk then misses the page cache for every freshly compacted file (both measured:
     # benchmarks/README.md), so it is off unless asked for.
     opts.set_use_direct_io_for_flush_and_compaction(direct_io)
-    opts.set_compaction_style(COMPACTIONS[compaction]())
+    opts.set_compaction_style(_COMPACTION_STYLES[compaction]())
     return opts
 
 
@@ -250,73 +236,43 @@ class StoreMismatchError(ValueError):
 class GraphStore:
     """RocksDB-backed node table with dense ids, atomic commits and checkpoints.
 
-    ``path``: store directory. ``mem_dim``: width of the model's per-node state;
-    it must equal the width the store was created with. ``cache_capacity``: rows
-    kept in memory (more only while rows are dirty). ``create``: create the store
-    if missing, else raise :class:`FileNotFoundError`. ``id_cache_capacity``:
-    external ids kept in memory (default: the larger of ``cache_capacity`` and
-    ``mem_cache_capacity``; an id costs 48-64 bytes plus its UTF-8 bytes (``state.idcache``), and
-    an event end whose id is cached but whose row is not costs one RocksDB read, not two). ``sync``: fsync the
-    write-ahead log at every commit (survives power loss, not only process death).
-    ``block_cache_mb``: RocksDB's cache of uncompressed blocks, for rows and ids
-    read back after eviction or a restart. ``mem_cache_capacity``: nodes whose model
-    memory (``mem``, ``mem_dim`` float32s) is kept apart from the row cache for
-    :meth:`peek_mem` (0: none; see ``state.memcache``). ``mem_cache_width``: leading
-    ``mem`` columns that cache keeps (default all): a row is cached only when its other
-    columns are zero, as a TGN row is once its pending message is folded in (616 -> 256
-    bytes per node with the default dimensions); such a row is also written to RocksDB
-    without those columns (``state.codecs``, format v2: 1,184 -> 824 bytes). ``compression``: block
-    compression of the files written from now on, "none" or "lz4" (see
-    ``COMPRESSIONS``; files of either kind are read whatever the setting). ``pin_scoring_cpu``:
-    pin the thread that opens the store and commits to this CPU and RocksDB's background
-    threads to the process's other CPUs (``state.affinity``; None: no pinning, the default).
-    ``direct_io``: RocksDB's flushes and compactions bypass the page cache: "off" (the
-    default), "auto" (where the file system takes ``O_DIRECT``, see
-    :func:`direct_io_supported`; the attribute ``direct_io`` says what was chosen) or "on"
-    (an error where it does not). Faster when the rows live in the row cache (writes
-    only), slower when rows are read back from RocksDB: freshly compacted files are then
-    not in the page cache (``benchmarks/README.md``). ``compaction``: RocksDB's compaction
-    style, "universal" (the default) or "level" (see ``COMPACTIONS``).
+    ``path``: store directory. ``options``: its tuning (:class:`StoreOptions`, checked
+    when built; None: the defaults); ``options.mem_dim`` must equal the width the
+    store was created with. ``create``: create the store if missing, else raise
+    :class:`FileNotFoundError`. The attribute ``direct_io`` says whether RocksDB's
+    flushes and compactions bypass the page cache (``options.direct_io`` "auto" asks the
+    file system, :func:`direct_io_supported`).
+
+    >>> import tempfile
+    >>> with GraphStore(tempfile.mkdtemp(), StoreOptions(mem_dim=4, cache_capacity=100)) as st:
+    ...     st.mem_dim, st.cache_capacity, st.options.compaction
+    (4, 100, 'universal')
     """
 
-    def __init__(self, path: str | os.PathLike, *, mem_dim: int = 0, cache_capacity: int = 1_000_000,
-                 create: bool = True, id_cache_capacity: int | None = None, sync: bool = False,
-                 block_cache_mb: int = 256, mem_cache_capacity: int = 0, compression: str = "none",
-                 mem_cache_width: int | None = None, pin_scoring_cpu: int | None = None,
-                 direct_io: str = "off", compaction: str = "universal") -> None:
-        if isinstance(mem_dim, bool) or not isinstance(mem_dim, (int, np.integer)) or mem_dim < 0:
-            raise ValueError(f"mem_dim must be an int >= 0, got {mem_dim!r}")
-        if isinstance(cache_capacity, bool) or not isinstance(cache_capacity, (int, np.integer)) or cache_capacity < 1:
-            raise ValueError(f"cache_capacity must be an int >= 1, got {cache_capacity!r}")
-        if compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {sorted(COMPRESSIONS)}, got {compression!r}")
-        if direct_io not in DIRECT_IO_MODES:
-            raise ValueError(f"direct_io must be one of {list(DIRECT_IO_MODES)}, got {direct_io!r}")
-        if compaction not in COMPACTIONS:
-            raise ValueError(f"compaction must be one of {sorted(COMPACTIONS)}, got {compaction!r}")
-        if isinstance(mem_cache_capacity, bool) or not isinstance(mem_cache_capacity, (int, np.integer)) \
-                or mem_cache_capacity < 0:
-            raise ValueError(f"mem_cache_capacity must be an int >= 0, got {mem_cache_capacity!r}")
-        if mem_cache_width is not None and (isinstance(mem_cache_width, bool) or not isinstance(
-                mem_cache_width, (int, np.integer)) or not 1 <= mem_cache_width <= mem_dim):
-            raise ValueError(f"mem_cache_width must be an int in [1, mem_dim={mem_dim}], got {mem_cache_width!r}")
+    def __init__(self, path: str | os.PathLike, options: StoreOptions | None = None, *,
+                 create: bool = True) -> None:
+        options = StoreOptions() if options is None else options
+        if not isinstance(options, StoreOptions):
+            raise TypeError(f"options must be a StoreOptions, got {type(options).__name__}")
+        self.options = options
         self.path = os.fspath(path)
-        self.mem_dim = int(mem_dim)
+        self.mem_dim = options.mem_dim
         if not create and not os.path.exists(os.path.join(self.path, "CURRENT")):
             raise FileNotFoundError(f"no graph store at {self.path!r} (opened with create=False)")
         self.direct_io = False
-        if direct_io != "off":
+        if options.direct_io != "off":
             if create:
                 os.makedirs(self.path, exist_ok=True)
             self.direct_io = direct_io_supported(self.path)
             if not self.direct_io:
-                if direct_io == "on":
+                if options.direct_io == "on":
                     raise ValueError(f"direct_io='on' but the file system of {self.path!r} refuses O_DIRECT "
                                      "(tmpfs does): use 'auto' or 'off'")
                 log.info("graph store %s: file system refuses O_DIRECT, flushes and compactions buffered",
                          self.path)
-        self.compaction = compaction
-        self._db: Rdict | None = open_db(self.path, create, block_cache_mb, compression, self.direct_io, compaction)
+        self.compaction = options.compaction
+        self._db: Rdict | None = open_db(self.path, create, options.block_cache_mb, options.compression,
+                                         self.direct_io, options.compaction)
         try:
             next_id = self._open_meta()
             self._positions = self._read_positions()
@@ -328,19 +284,19 @@ class GraphStore:
             raise
         self._windows: dict[str, RecentKeys | RecentIds] = {}
         self._write_opts = WriteOptions()
-        self._write_opts.sync = bool(sync)
-        self._ids = IdMap(self._db, next_id, id_cache_capacity or max(int(cache_capacity), int(mem_cache_capacity)))
-        self._mem = MemCache(int(mem_cache_width or self.mem_dim), int(mem_cache_capacity)) \
-            if mem_cache_capacity and self.mem_dim else None
-        self._rows = RowCache(self.mem_dim, int(cache_capacity), self._load_rows,
+        self._write_opts.sync = options.sync
+        self._ids = IdMap(self._db, next_id, options.id_capacity)
+        self._mem = MemCache(options.mem_cache_width or self.mem_dim, options.mem_cache_capacity) \
+            if options.mem_cache_capacity and self.mem_dim else None
+        self._rows = RowCache(self.mem_dim, options.cache_capacity, self._load_rows,
                               on_evict=self._keep_mem if self._mem is not None else None)
         self._scratch = np.empty(0, record_dtype(self.mem_dim))  # reused by every commit
-        self._trim = int(mem_cache_width) if mem_cache_width is not None else None
+        self._trim = options.mem_cache_width
         # last, with the store open: a CPU the process may not use closes it again and raises
         self._pinner: ThreadPinner | None = None
-        if pin_scoring_cpu is not None:
+        if options.pin_scoring_cpu is not None:
             try:
-                self._pinner = ThreadPinner(pin_scoring_cpu)
+                self._pinner = ThreadPinner(options.pin_scoring_cpu)
             except BaseException:
                 self._db.close()
                 self._db = None
@@ -448,7 +404,8 @@ class GraphStore:
         for the leading columns only.
 
         >>> import tempfile
-        >>> with GraphStore(tempfile.mkdtemp(), mem_dim=2, cache_capacity=1, mem_cache_capacity=8) as st:
+        >>> opts = StoreOptions(mem_dim=2, cache_capacity=1, mem_cache_capacity=8)
+        >>> with GraphStore(tempfile.mkdtemp(), opts) as st:
         ...     s = st.slots(st.resolve(["a"]))
         ...     st.table.mem[s] = 5.0
         ...     st.commit()
@@ -469,7 +426,7 @@ class GraphStore:
         larger than the CPU caches. ``flag=None``: no whole rows.
 
         >>> import tempfile
-        >>> with GraphStore(tempfile.mkdtemp(), mem_dim=3, mem_cache_capacity=8) as st:
+        >>> with GraphStore(tempfile.mkdtemp(), StoreOptions(mem_dim=3, mem_cache_capacity=8)) as st:
         ...     s = st.slots(st.resolve(["a", "b"]))
         ...     st.table.mem[s] = [[1.0, 2.0, 0.0], [3.0, 4.0, 1.0]]  # "b" has a pending message
         ...     got = st.peek_lead(st.resolve(["a", "b", "new"]), 2, flag=2)
@@ -707,7 +664,7 @@ class GraphStore:
         """Bytes RocksDB's block cache may hold (``block_cache_mb``, also after a reopen).
 
         >>> import tempfile
-        >>> with GraphStore(tempfile.mkdtemp(), block_cache_mb=32) as s:
+        >>> with GraphStore(tempfile.mkdtemp(), StoreOptions(block_cache_mb=32)) as s:
         ...     s.block_cache_capacity == 32 << 20
         True
         """
@@ -763,12 +720,12 @@ class GraphStore:
         Checkpoint(db).create_checkpoint(dest)
 
     @classmethod
-    def restore(cls, checkpoint_dir: str | os.PathLike, path: str | os.PathLike, *, mem_dim: int | None = None,
-                cache_capacity: int = 1_000_000, overwrite: bool = False, **kwargs) -> "GraphStore":
-        """Copy a checkpoint to ``path`` and open it there (the checkpoint stays untouched).
+    def restore(cls, checkpoint_dir: str | os.PathLike, path: str | os.PathLike,
+                options: StoreOptions | None = None, *, overwrite: bool = False) -> "GraphStore":
+        """Copy a checkpoint to ``path`` and open it there with ``options`` (the checkpoint stays untouched).
 
-        ``mem_dim`` defaults to the one stored. ``path`` must not exist or be empty
-        unless ``overwrite`` (then it is deleted first).
+        ``options`` defaults to ``StoreOptions(mem_dim=<the stored one>)``. ``path`` must
+        not exist or be empty unless ``overwrite`` (then it is deleted first).
         """
         src, dst = os.fspath(checkpoint_dir), os.fspath(path)
         if not os.path.exists(os.path.join(src, "CURRENT")):
@@ -780,7 +737,7 @@ class GraphStore:
         elif os.path.isdir(dst):
             os.rmdir(dst)
         shutil.copytree(src, dst)
-        if mem_dim is None:
+        if options is None:
             db = Rdict(dst, Options(raw_mode=True))
             try:
                 stored = db.get(META_MEM_DIM)
@@ -788,8 +745,8 @@ class GraphStore:
                 db.close()
             if stored is None:
                 raise StoreMismatchError(f"checkpoint {src!r} is not a graph store (no mem_dim meta record)")
-            mem_dim = decode_count(stored)
-        return cls(dst, mem_dim=mem_dim, cache_capacity=cache_capacity, create=False, **kwargs)
+            options = StoreOptions(mem_dim=decode_count(stored))
+        return cls(dst, options, create=False)
 
     def flush(self) -> None:
         """Flush RocksDB's memtables to disk (committed data only; commits are durable without it)."""

@@ -250,6 +250,7 @@ def test_train_job_fits_a_head_that_serving_loads_and_uses(tmp_path, capsys) -> 
     from riskgraph.settings import Settings
     from riskgraph.train import train_job
     from riskgraph.simulators.transactions import SimConfig, simulate, write_events
+    from riskgraph.state.options import StoreOptions
     from riskgraph.state.store import GraphStore
     from riskgraph.streams.engine import Engine
     from riskgraph.streams.runner import chunk_events, run_batches
@@ -275,7 +276,7 @@ def test_train_job_fits_a_head_that_serving_loads_and_uses(tmp_path, capsys) -> 
         # the Engine's final score is the saved stack of its components; a fresh load scores the same
         runs = []
         for m in (load_model(tmp_path / "model"), load_model(tmp_path / "model")):
-            with GraphStore(str(tmp_path / f"state{len(runs)}"), mem_dim=m.mem_dim) as store:
+            with GraphStore(str(tmp_path / f"state{len(runs)}"), StoreOptions(mem_dim=m.mem_dim)) as store:
                 runs.append(run_batches(Engine(store, m), chunk_events(sim.events, 300), progress=False))
         r = runs[0]
         np.testing.assert_allclose(r.scores, combine(r.components, model.combiner), rtol=0, atol=1e-12)

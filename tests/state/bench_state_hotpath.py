@@ -33,6 +33,7 @@ from rocksdict import WriteBatch  # noqa: E402
 
 from riskgraph.state.codecs import record_size  # noqa: E402
 from riskgraph.state.keys import node_keys  # noqa: E402
+from riskgraph.state.options import StoreOptions  # noqa: E402
 from riskgraph.state.store import GraphStore  # noqa: E402
 
 
@@ -93,7 +94,7 @@ def main() -> None:
     res: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "store"
-        with GraphStore(path, mem_dim=a.mem_dim) as st:
+        with GraphStore(path, StoreOptions(mem_dim=a.mem_dim)) as st:
             out = {"resolve": [], "slots": [], "commit": []}
             for b in range(0, a.nodes, per):  # creates every node
                 _batch(st, names[b:b + per], out)
@@ -104,12 +105,12 @@ def main() -> None:
             res["hot"] = _summary(out, per)
             res["rocksdb_floor"] = _floor(st, a.nodes, per, rng, a.batches)
             res["ratio_hot_commit_vs_floor_write"] = round(res["hot"]["commit"] / res["rocksdb_floor"]["write_batch"], 2)
-        with GraphStore(path, mem_dim=a.mem_dim, create=False) as st:
+        with GraphStore(path, StoreOptions(mem_dim=a.mem_dim), create=False) as st:
             out = {"resolve": [], "slots": [], "commit": []}
             for _ in range(a.batches):
                 _batch(st, [names[i] for i in rng.integers(0, a.nodes, per)], out)
             res["cold"] = _summary(out, per)
-        with GraphStore(path, mem_dim=a.mem_dim, create=False, cache_capacity=a.nodes // 10) as st:
+        with GraphStore(path, StoreOptions(mem_dim=a.mem_dim, cache_capacity=a.nodes // 10), create=False) as st:
             out = {"resolve": [], "slots": [], "commit": []}
             for _ in range(a.batches * 3):
                 _batch(st, [names[i] for i in rng.integers(0, a.nodes, per)], out)

@@ -9,6 +9,7 @@ import pytest
 from riskgraph.jobs import open_store
 from riskgraph.settings import Settings
 from riskgraph.state.affinity import ROCKSDB_THREAD_PREFIX, TASKS, ThreadPinner, supported
+from riskgraph.state.options import StoreOptions
 from riskgraph.state.store import GraphStore
 
 pytestmark = pytest.mark.skipif(not supported() or len(os.sched_getaffinity(0)) < 2,
@@ -41,7 +42,7 @@ def allowed():
 def test_store_pins_scoring_thread_and_rocksdb_threads_apart_and_close_releases_them(tmp_path, allowed):
     cpu = allowed[-1]
     others = frozenset(allowed) - {cpu}
-    with GraphStore(tmp_path / "s", pin_scoring_cpu=cpu) as st:
+    with GraphStore(tmp_path / "s", StoreOptions(pin_scoring_cpu=cpu)) as st:
         st.resolve([f"n{i}" for i in range(100)])
         st.commit()
         st.flush()  # a memtable flush: RocksDB's background threads have work
@@ -69,7 +70,7 @@ def test_default_pins_nothing(tmp_path, allowed):
 def test_a_cpu_the_process_may_not_use_is_a_clear_error_and_leaves_the_store_closed(tmp_path, allowed):
     bad = max(allowed) + 1000
     with pytest.raises(ValueError, match=r"CPUs this process may use"):
-        GraphStore(tmp_path / "s", pin_scoring_cpu=bad)
+        GraphStore(tmp_path / "s", StoreOptions(pin_scoring_cpu=bad))
     assert os.sched_getaffinity(0) == set(allowed)
     with GraphStore(tmp_path / "s", create=False) as st:  # closed again: RocksDB's lock is free
         assert st.node_count == 0
@@ -87,7 +88,7 @@ def test_refresh_pins_a_thread_that_commits_later(tmp_path, allowed):
     import threading
 
     cpu = allowed[0]
-    st = GraphStore(tmp_path / "s", pin_scoring_cpu=cpu)
+    st = GraphStore(tmp_path / "s", StoreOptions(pin_scoring_cpu=cpu))
     seen: dict[str, object] = {}
 
     def other() -> None:  # e.g. a worker that hands scoring to another thread after opening

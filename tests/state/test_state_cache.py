@@ -7,6 +7,7 @@ import pytest
 
 from riskgraph.features.layout import RING, init_rows
 from riskgraph.state.cache import RowCache
+from riskgraph.state.options import StoreOptions
 from riskgraph.state.store import GraphStore
 
 
@@ -23,7 +24,7 @@ def test_tiny_cache_matches_a_reference_dict(tmp_path):
     n_nodes, cap = 120, 8
     names = [f"e{i}" for i in range(n_nodes)]
     ref = {}  # name -> (acc0, ring_n, mem0, ring_nbr row)
-    with GraphStore(tmp_path / "s", mem_dim=1, cache_capacity=cap) as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=1, cache_capacity=cap)) as st:
         for k in range(300):
             batch = [names[i] for i in rng.integers(0, n_nodes, rng.integers(1, 7))]
             ids = st.resolve(batch)
@@ -55,13 +56,13 @@ def test_tiny_cache_matches_a_reference_dict(tmp_path):
                 assert t.ring_nbr[s].tolist() == nbr
 
         check(st)
-    with GraphStore(tmp_path / "s", mem_dim=1, cache_capacity=cap, create=False) as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=1, cache_capacity=cap), create=False) as st:
         check(st)
         assert st.positions() == {"in/0": 300}
 
 
 def test_dirty_rows_are_never_evicted_the_table_grows_instead(tmp_path):
-    with GraphStore(tmp_path / "s", cache_capacity=4) as st:
+    with GraphStore(tmp_path / "s", StoreOptions(cache_capacity=4)) as st:
         ids = st.resolve([f"n{i}" for i in range(10)])
         for i in ids.tolist():  # ten separate batches, no commit in between
             s = st.slots(np.array([i]))
@@ -80,7 +81,7 @@ def test_dirty_rows_are_never_evicted_the_table_grows_instead(tmp_path):
 
 
 def test_one_call_larger_than_the_cache_returns_valid_distinct_slots(tmp_path):
-    with GraphStore(tmp_path / "s", cache_capacity=8) as st:
+    with GraphStore(tmp_path / "s", StoreOptions(cache_capacity=8)) as st:
         ids = st.resolve([f"n{i}" for i in range(50)])
         s = st.slots(ids)
         st.table.acc[s, 0] = np.arange(50)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from riskgraph.state.options import StoreOptions
 from riskgraph.state.store import GraphStore
 
 
@@ -16,7 +17,7 @@ def _state(store: GraphStore, helpers) -> tuple:
 
 
 def test_restore_equals_the_committed_state_at_checkpoint_time(tmp_path, rng, helpers):
-    with GraphStore(tmp_path / "live", mem_dim=3, cache_capacity=16) as st:
+    with GraphStore(tmp_path / "live", StoreOptions(mem_dim=3, cache_capacity=16)) as st:
         helpers.fill_random(st.table, st.slots(st.resolve([f"a{i}" for i in range(50)])), rng)
         st.commit(positions={"events/0": 50}, blobs={"det": b"v1"})
         expected = _state(st, helpers)
@@ -28,11 +29,11 @@ def test_restore_equals_the_committed_state_at_checkpoint_time(tmp_path, rng, he
         helpers.fill_random(st.table, st.slots(st.resolve([f"b{i}" for i in range(20)])), rng)
         st.commit(positions={"events/0": 72})
         live_after = _state(st, helpers)
-    with GraphStore.restore(tmp_path / "ckpt" / "1", tmp_path / "restored", cache_capacity=16) as r:
+    with GraphStore.restore(tmp_path / "ckpt" / "1", tmp_path / "restored") as r:
         assert r.mem_dim == 3  # taken from the checkpoint
         assert _state(r, helpers) == expected
         assert r.resolve(["uncommitted"]).tolist() == [50]
-    with GraphStore(tmp_path / "live", mem_dim=3, create=False) as st:
+    with GraphStore(tmp_path / "live", StoreOptions(mem_dim=3), create=False) as st:
         assert _state(st, helpers) == live_after  # the checkpoint did not disturb the live store
 
 
@@ -57,7 +58,7 @@ def test_restore_refuses_to_clobber_unless_asked(tmp_path):
     with GraphStore.restore(tmp_path / "ck", tmp_path / "empty") as r:  # an empty dir is fine
         assert r.node_count == 1
     # a restore can be checkpointed and restored again
-    with GraphStore.restore(tmp_path / "ck", tmp_path / "t3", mem_dim=0) as r:
+    with GraphStore.restore(tmp_path / "ck", tmp_path / "t3", StoreOptions(mem_dim=0, cache_capacity=16)) as r:
         r.checkpoint(tmp_path / "ck2")
     with GraphStore.restore(tmp_path / "ck2", tmp_path / "t4") as r:
         assert r.positions() == {"p": 1} and r.external_id(0) == "a"

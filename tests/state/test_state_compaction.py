@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from riskgraph.state.options import StoreOptions
 from riskgraph.state.store import GraphStore
 
 
@@ -22,19 +23,20 @@ def _write_rounds(st: GraphStore, names: list[str], rng: np.random.Generator, he
 def test_universal_and_level_open_each_others_stores_with_rows_intact(tmp_path, helpers) -> None:
     path, rng, before = tmp_path / "s", np.random.default_rng(5), {}
     names = [f"n{i}" for i in range(4000)]
-    with GraphStore(path, mem_dim=8, compaction="level") as st:
+    with GraphStore(path, StoreOptions(mem_dim=8, compaction="level")) as st:
         _write_rounds(st, names, rng, helpers, before)
-    with GraphStore(path, mem_dim=8, create=False) as st:  # universal: the default
+    with GraphStore(path, StoreOptions(mem_dim=8), create=False) as st:  # universal: the default
         assert st.compaction == "universal"
         _write_rounds(st, names, rng, helpers, before)
         st._db.compact_range(None, None)
         assert "compaction_style=kCompactionStyleUniversal" in open(_latest_options(path)).read()
-    with GraphStore(path, mem_dim=8, create=False, compaction="level", cache_capacity=10_000) as st:
+    with GraphStore(path, StoreOptions(mem_dim=8, compaction="level", cache_capacity=10_000), create=False) as st:
         assert _rows_intact(st, names, helpers, before)
         _write_rounds(st, names, rng, helpers, before)
         st._db.compact_range(None, None)
         assert "compaction_style=kCompactionStyleLevel" in open(_latest_options(path)).read()
-    with GraphStore(path, mem_dim=8, create=False, compaction="universal", cache_capacity=10_000) as st:
+    with GraphStore(path, StoreOptions(mem_dim=8, compaction="universal",
+                                       cache_capacity=10_000), create=False) as st:
         assert _rows_intact(st, names, helpers, before)
 
 
@@ -49,5 +51,5 @@ def _latest_options(path) -> str:
 
 def test_bad_compaction_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ValueError, match="compaction must be one of"):
-        GraphStore(tmp_path / "s", compaction="fifo")
+        GraphStore(tmp_path / "s", StoreOptions(compaction="fifo"))
     assert not (tmp_path / "s").exists()  # checked before anything is created

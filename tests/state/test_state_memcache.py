@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from riskgraph.state.memcache import MemCache
+from riskgraph.state.options import StoreOptions
 from riskgraph.state.store import GraphStore
 
 
@@ -34,10 +35,10 @@ def test_bad_sizes_are_refused(tmp_path):
     with pytest.raises(ValueError, match="capacity"):
         MemCache(width=4, capacity=0)
     with pytest.raises(ValueError, match="mem_cache_capacity"):
-        GraphStore(tmp_path / "never", mem_dim=2, mem_cache_capacity=-1)
+        GraphStore(tmp_path / "never", StoreOptions(mem_dim=2, mem_cache_capacity=-1))
     for bad in (0, 3, True):
         with pytest.raises(ValueError, match="mem_cache_width"):
-            GraphStore(tmp_path / "never", mem_dim=2, mem_cache_capacity=4, mem_cache_width=bad)
+            GraphStore(tmp_path / "never", StoreOptions(mem_dim=2, mem_cache_capacity=4, mem_cache_width=bad))
     assert not (tmp_path / "never").exists()
 
 
@@ -50,8 +51,8 @@ def test_peek_mem_always_equals_the_full_rows(tmp_path, mem_cache, width):
     names = [f"n{i}" for i in range(120)]
     path = tmp_path / "s"
     for life in range(2):
-        with GraphStore(path, mem_dim=4, cache_capacity=20, mem_cache_capacity=mem_cache,
-                        mem_cache_width=width) as st:
+        with GraphStore(path, StoreOptions(mem_dim=4, cache_capacity=20, mem_cache_capacity=mem_cache,
+                                           mem_cache_width=width)) as st:
             for step in range(40):
                 batch = list(rng.choice(names, 8, replace=False))
                 s = st.slots(st.resolve(batch))
@@ -77,7 +78,7 @@ def test_peek_mem_always_equals_the_full_rows(tmp_path, mem_cache, width):
 
 
 def test_peek_mem_reads_uncommitted_resident_rows_and_zeros_for_new_ids(tmp_path):
-    with GraphStore(tmp_path / "s", mem_dim=2, cache_capacity=4, mem_cache_capacity=4) as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=2, cache_capacity=4, mem_cache_capacity=4)) as st:
         s = st.slots(st.resolve(["a"]))
         st.table.mem[s] = 7.0  # not committed: only the resident row has it
         assert st.peek_mem(st.resolve(["a", "never-written"])).tolist() == [[7.0, 7.0], [0.0, 0.0]]
@@ -86,7 +87,8 @@ def test_peek_mem_reads_uncommitted_resident_rows_and_zeros_for_new_ids(tmp_path
 
 
 def test_a_narrow_cache_keeps_only_rows_whose_tail_is_zero(tmp_path):
-    with GraphStore(tmp_path / "s", mem_dim=3, cache_capacity=2, mem_cache_capacity=8, mem_cache_width=1) as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=3, cache_capacity=2, mem_cache_capacity=8,
+                                                 mem_cache_width=1)) as st:
         s = st.slots(st.resolve(["zero-tail", "full"]))
         st.table.mem[s] = [[5.0, 0.0, 0.0], [6.0, 1.0, np.nan]]
         st.commit()
@@ -98,7 +100,7 @@ def test_a_narrow_cache_keeps_only_rows_whose_tail_is_zero(tmp_path):
 
 
 def test_peek_lead_refuses_bad_columns(tmp_path):
-    with GraphStore(tmp_path / "s", mem_dim=4, mem_cache_capacity=4) as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=4, mem_cache_capacity=4)) as st:
         ids = st.resolve(["a"])
         for width, flag in ((0, None), (5, None), (True, None), (2, 1), (2, 4), (2, True)):
             with pytest.raises(ValueError, match="width|flag"):

@@ -15,6 +15,7 @@ from rocksdict import Options, Rdict
 from riskgraph.features.layout import Acc, NAN_COLUMNS
 from riskgraph.state.codecs import CorruptRecordError, decode_count, encode_count, record_size
 from riskgraph.state.keys import META_LAYOUT, META_SCHEMA, node_key
+from riskgraph.state.options import StoreOptions
 from riskgraph.state.store import GraphStore, StoreMismatchError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def test_ids_are_dense_in_order_of_first_sight(tmp_path):
 
 
 def test_new_rows_are_fresh_and_duplicates_share_a_slot(tmp_path):
-    with GraphStore(tmp_path / "s", mem_dim=3) as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=3)) as st:
         ids = st.resolve(["x", "y", "x"])
         s = st.slots(ids)
         assert s[0] == s[2] and s[0] != s[1]
@@ -54,13 +55,13 @@ def test_new_rows_are_fresh_and_duplicates_share_a_slot(tmp_path):
 def test_commit_then_reopen_restores_everything(tmp_path, rng, helpers):
     path = tmp_path / "s"
     names = [f"acct-{i}" for i in range(300)]
-    with GraphStore(path, mem_dim=4) as st:
+    with GraphStore(path, StoreOptions(mem_dim=4)) as st:
         slots = st.slots(st.resolve(names))
         helpers.fill_random(st.table, slots, rng)
         st.commit(positions={"events/0": 1234, "events/1": 7}, blobs={"detector": b"\x00state\xff", "e": b""})
         before = _snapshot(st, names, helpers)
         assert st.positions() == {"events/0": 1234, "events/1": 7}
-    with GraphStore(path, mem_dim=4, create=False) as st:
+    with GraphStore(path, StoreOptions(mem_dim=4), create=False) as st:
         assert st.node_count == 300
         assert st.resolve(names).tolist() == list(range(300))
         assert st.node_count == 300  # nothing new was created by resolving known names
@@ -112,24 +113,24 @@ def test_killed_process_keeps_exactly_the_committed_state(tmp_path):
 
 def test_mismatched_mem_dim_and_layout_are_refused(tmp_path):
     path = tmp_path / "s"
-    GraphStore(path, mem_dim=8).close()
+    GraphStore(path, StoreOptions(mem_dim=8)).close()
     with pytest.raises(StoreMismatchError, match="mem_dim=8.*mem_dim=0"):
         GraphStore(path)
     db = Rdict(str(path), Options(raw_mode=True))
     db[META_LAYOUT] = b"0123456789abcdef"
     db.close()
     with pytest.raises(StoreMismatchError, match="layout"):
-        GraphStore(path, mem_dim=8)
+        GraphStore(path, StoreOptions(mem_dim=8))
     db = Rdict(str(path), Options(raw_mode=True))
     db[META_SCHEMA] = encode_count(99)
     db.close()
     with pytest.raises(StoreMismatchError, match="format v99"):
-        GraphStore(path, mem_dim=8)
+        GraphStore(path, StoreOptions(mem_dim=8))
 
 
 def test_rows_with_a_zero_tail_are_stored_trimmed_and_read_back_whole(tmp_path):
     path = tmp_path / "s"
-    with GraphStore(path, mem_dim=6, mem_cache_width=2, cache_capacity=2) as st:
+    with GraphStore(path, StoreOptions(mem_dim=6, mem_cache_width=2, cache_capacity=2)) as st:
         s = st.slots(st.resolve(["folded", "pending", "negzero"]))
         st.table.mem[s] = [[1, 2, 0, 0, 0, 0], [3, 4, 0, 0, 5, 0], [6, 7, 0, -0.0, 0, 0]]
         st.commit()
@@ -137,7 +138,7 @@ def test_rows_with_a_zero_tail_are_stored_trimmed_and_read_back_whole(tmp_path):
     assert [len(db[node_key(i)]) for i in range(3)] == [record_size(6) - 16, record_size(6), record_size(6)]
     db.close()
     for width in (2, None):  # any store reads both kinds
-        with GraphStore(path, create=False, mem_dim=6, mem_cache_width=width, cache_capacity=2) as st:
+        with GraphStore(path, StoreOptions(mem_dim=6, mem_cache_width=width, cache_capacity=2), create=False) as st:
             s = st.peek_slots(np.array([0, 1]))
             got = np.concatenate([st.table.mem[s], st.peek_mem(np.array([2]))])
             want = np.array([[1, 2, 0, 0, 0, 0], [3, 4, 0, 0, 5, 0], [6, 7, 0, -0.0, 0, 0]], np.float32)
@@ -146,7 +147,7 @@ def test_rows_with_a_zero_tail_are_stored_trimmed_and_read_back_whole(tmp_path):
 
 def test_a_v1_store_is_read_and_marked_v2(tmp_path):
     path = tmp_path / "s"
-    with GraphStore(path, mem_dim=4) as st:
+    with GraphStore(path, StoreOptions(mem_dim=4)) as st:
         s = st.slots(st.resolve(["a"]))
         st.table.mem[s] = [[1, 0, 0, 0]]
         st.commit()
@@ -154,7 +155,7 @@ def test_a_v1_store_is_read_and_marked_v2(tmp_path):
     db[META_SCHEMA] = encode_count(1)
     db[node_key(0)] = (1).to_bytes(4, "little") + db[node_key(0)][4:]
     db.close()
-    with GraphStore(path, create=False, mem_dim=4, mem_cache_width=1) as st:
+    with GraphStore(path, StoreOptions(mem_dim=4, mem_cache_width=1), create=False) as st:
         assert st.peek_mem(np.array([0])).tolist() == [[1.0, 0.0, 0.0, 0.0]]
         st.slots(np.array([0]))
         st.commit()  # now written trimmed: a v1 build must not open this store any more
@@ -173,9 +174,9 @@ def test_opening_errors(tmp_path):
         GraphStore(tmp_path / "other")
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="mem_dim"):
-            GraphStore(tmp_path / "x", mem_dim=bad)
+            GraphStore(tmp_path / "x", StoreOptions(mem_dim=bad))
     with pytest.raises(ValueError, match="cache_capacity"):
-        GraphStore(tmp_path / "x", cache_capacity=0)
+        GraphStore(tmp_path / "x", StoreOptions(cache_capacity=0))
 
 
 @pytest.mark.parametrize(
@@ -233,7 +234,7 @@ def test_bad_inputs_raise_before_anything_changes(tmp_path):
 
 def test_iter_records_sees_resident_evicted_and_uncommitted_rows(tmp_path, rng, helpers):
     names = [f"n{i}" for i in range(30)]
-    with GraphStore(tmp_path / "s", mem_dim=2, cache_capacity=4) as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=2, cache_capacity=4)) as st:
         for k in range(0, 30, 3):
             s = st.slots(st.resolve(names[k:k + 3]))
             helpers.fill_random(st.table, s, rng)
@@ -264,15 +265,15 @@ def test_closed_store_refuses_use(tmp_path):
 
 def test_compression_is_checked_and_either_kind_reads_the_other(tmp_path, rng, helpers):
     with pytest.raises(ValueError, match="compression"):
-        GraphStore(tmp_path / "bad", compression="zstd")
+        GraphStore(tmp_path / "bad", StoreOptions(compression="zstd"))
     assert not (tmp_path / "bad").exists()
     names = [f"n{i}" for i in range(50)]
-    with GraphStore(tmp_path / "s", mem_dim=3, compression="lz4") as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=3, compression="lz4")) as st:
         helpers.fill_random(st.table, st.slots(st.resolve(names)), rng)
         st.commit(positions={"events/0": 50})
         before = _snapshot(st, names, helpers)
         st.flush()  # into an LZ4-compressed file
-    with GraphStore(tmp_path / "s", mem_dim=3, create=False, compression="none") as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=3, compression="none"), create=False) as st:
         assert _snapshot(st, names, helpers) == before and st.positions() == {"events/0": 50}
 
 
@@ -280,11 +281,12 @@ def test_reopen_applies_this_opens_settings_not_the_ones_on_disk(tmp_path):
     """rocksdict opens an existing database with the options of its OPTIONS file unless
     told otherwise: the block cache fell back to RocksDB's 8 MB and the compression to
     the creating open's. Both must follow the settings of the open that is running."""
-    with GraphStore(tmp_path / "s", mem_dim=64, block_cache_mb=16, compression="none") as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=64, block_cache_mb=16, compression="none")) as st:
         assert st.block_cache_capacity == 16 << 20
         st.slots(st.resolve(["x"]))
         st.commit()
-    with GraphStore(tmp_path / "s", mem_dim=64, create=False, block_cache_mb=48, compression="lz4") as st:
+    with GraphStore(tmp_path / "s", StoreOptions(mem_dim=64, block_cache_mb=48,
+                                                 compression="lz4"), create=False) as st:
         assert st.block_cache_capacity == 48 << 20
         before = {f for f in os.listdir(tmp_path / "s") if f.endswith(".sst")}
         names = [f"z{i}" for i in range(2000)]

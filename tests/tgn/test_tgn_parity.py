@@ -31,6 +31,7 @@ from riskgraph.models.tgn.model import TGNConfig  # noqa: E402
 from riskgraph.models.tgn.runtime import TGNRuntime  # noqa: E402
 from riskgraph.models.tgn.train import TrainConfig, offline_scores, train  # noqa: E402
 from riskgraph.simulators.transactions import SimConfig, simulate  # noqa: E402
+from riskgraph.state.options import StoreOptions  # noqa: E402
 from riskgraph.state.store import GraphStore  # noqa: E402
 from riskgraph.streams.engine import Engine  # noqa: E402
 from riskgraph.streams.events import Event, encode_many  # noqa: E402
@@ -107,8 +108,9 @@ def serve(path, t: Trained, *, restart_at: tuple[int, ...] = (), cache_capacity:
     for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
         assert lo % B == 0, "restarts happen between two batches"
         sm = serving_model(t)
-        with GraphStore(path, mem_dim=sm.mem_dim, cache_capacity=cache_capacity, create=(i == 0),
-                        mem_cache_capacity=mem_cache_capacity, mem_cache_width=sm.mem_cache_width) as store:
+        with GraphStore(path, StoreOptions(mem_dim=sm.mem_dim, cache_capacity=cache_capacity,
+                                           mem_cache_capacity=mem_cache_capacity,
+                                           mem_cache_width=sm.mem_cache_width), create=(i == 0)) as store:
             assert store.positions().get("file/0", 0) == lo  # it resumes exactly where it stopped
             eng = Engine(store, sm, commit_every=commit_every)
             run = run_batches(eng, chunk_events(t.events[lo:hi], B), progress=False)
@@ -186,7 +188,7 @@ def test_parity_through_raw_records_and_restart_with_small_cache(tmp_path, train
     path = tmp_path / "g"
     for i, (lo, hi) in enumerate(((0, half), (half, len(raw)))):
         sm = serving_model(trained)
-        with GraphStore(path, mem_dim=sm.mem_dim, cache_capacity=48, create=(i == 0)) as store:
+        with GraphStore(path, StoreOptions(mem_dim=sm.mem_dim, cache_capacity=48), create=(i == 0)) as store:
             eng = Engine(store, sm)
             start = store.positions().get("events/0", 0)
             assert start == lo

@@ -11,6 +11,7 @@ from riskgraph.features.catalogue import N_FEATURES  # noqa: E402
 from riskgraph.features.kernels import compute_features  # noqa: E402
 from riskgraph.features.unit import to_unit  # noqa: E402
 from riskgraph.models.tgn.runtime import TGNRuntime  # noqa: E402
+from riskgraph.state.options import StoreOptions  # noqa: E402
 from riskgraph.state.store import GraphStore  # noqa: E402
 
 
@@ -23,7 +24,7 @@ def test_scores_through_an_evicting_store_equal_the_in_memory_table(tmp_path, ma
     ts, amt = np.cumsum(rng.exponential(2.0, n)), rng.lognormal(2.0, 1.0, n)
     ref = make_table(n_nodes, model.row_width)
     # a cache far smaller than the graph: neighbours are evicted and read back from RocksDB
-    with GraphStore(tmp_path / "g", mem_dim=model.row_width, cache_capacity=8) as store:
+    with GraphStore(tmp_path / "g", StoreOptions(mem_dim=model.row_width, cache_capacity=8)) as store:
         for lo in range(0, n, bs):
             sl = slice(lo, lo + bs)
             s, d, t, a = src[sl], dst[sl], ts[sl], amt[sl]
