@@ -183,9 +183,7 @@ def replay(settings: Settings, spec: FileSpec, *, alerts_path: str, entities_pat
     store, tmp = open_store(settings, model, state_dir)
     try:
         with store, _Output(alerts_path, "alerts") as out:
-            engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
-                            dedupe_window=settings.dedupe_window, dlq_raw_max_bytes=settings.dlq_raw_max_bytes,
-                            commit_every=settings.commit_every)
+            engine = Engine(store, model, **settings.engine_kwargs())
             total = count_rows(spec)
             skip = _resume(store, spec, state_dir, say, total)
             try:
@@ -292,9 +290,7 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
     t0 = time.perf_counter()
     try:
         with store, _Output(out / "alerts.jsonl", "alerts") as alerts_out:
-            engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
-                            dedupe_window=settings.dedupe_window, dlq_raw_max_bytes=settings.dlq_raw_max_bytes,
-                            commit_every=settings.commit_every)
+            engine = Engine(store, model, **settings.engine_kwargs())
             total = count_rows(spec)
             skip = _resume(store, spec, state_dir, say, total)
             try:

@@ -119,6 +119,26 @@ class Settings:
                             mem_cache_width=mem_cache_width, pin_scoring_cpu=self.scoring_cpu,
                             direct_io=self.store_direct_io, compaction=self.store_compaction)
 
+    def engine_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """The ``streams.engine.Engine`` keywords these settings decide, with ``overrides`` on top.
+
+        A dict of the Engine's own keywords rather than an options object: the Engine
+        checks them itself, and every other caller (tests, benchmarks) keeps passing them
+        by name. A new Engine keyword with a setting is added here, and only here
+        (``tests/cli/test_settings_wiring.py`` fails until it is).
+
+        >>> Settings(commit_every=5, learn=False).engine_kwargs(commit_every=1)["commit_every"]
+        1
+        """
+        kwargs: dict[str, Any] = {"learn": self.learn, "max_event_bytes": self.max_event_bytes,
+                                  "commit_every": self.commit_every, "dedupe_window": self.dedupe_window,
+                                  "dlq_raw_max_bytes": self.dlq_raw_max_bytes}
+        unknown = sorted(set(overrides) - set(kwargs))
+        if unknown:  # a typo would otherwise be a TypeError deep in Engine, or silently a new keyword
+            raise TypeError(f"engine_kwargs: {', '.join(unknown)} is not an engine setting")
+        kwargs.update(overrides)
+        return kwargs
+
     @property
     def bootstrap_servers(self) -> list[str]:
         """``host:port`` list for kafka-python, from the Faust-style URL."""

@@ -41,9 +41,8 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
     store = GraphStore(settings.state_dir,
                        settings.store_options(mem_dim=model.mem_dim, mem_cache_width=model.mem_cache_width))
     try:
-        engine = Engine(store, model, learn=settings.learn, max_event_bytes=settings.max_event_bytes,
-                            dedupe_window=settings.dedupe_window, dlq_raw_max_bytes=settings.dlq_raw_max_bytes,
-                        commit_every=1)
+        # commit_every=1: the worker commits each batch once the broker acknowledged its alerts
+        engine = Engine(store, model, **settings.engine_kwargs(commit_every=1))
         worker = Worker(settings, engine, metrics, model_loader=load_model)
         print(f"riskgraph worker: model {model.version}, state {settings.state_dir}, "
               f"broker {settings.broker}, topics {settings.events_topic} -> {settings.alerts_topic} "
