@@ -10,7 +10,7 @@ positives and negatives it rests on. The bootstrap is stratified: positives are
 resampled among the positives and negatives among the negatives, so that every
 resample has both classes and the counts of the original (with 50 positives, an
 unstratified resample could hold 40 or 60; AUC is conditional on the counts). It is
-seeded, so a run is reproducible; resamples are computed in O(P + N) each from one
+seeded (``seed=``; the jobs pass ``Settings.seed``), so a run is reproducible; resamples are computed in O(P + N) each from one
 sort (:class:`Bootstrap`), and above :data:`BOOTSTRAP_FULL_SIZE` labelled items their
 number shrinks in proportion (never below 100; ``resamples`` says how many).
 
@@ -33,17 +33,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 BOOTSTRAP = 1000
 LEVEL = 0.9
 BOOTSTRAP_FULL_SIZE = 200_000
-_SEED = [0]  # the seed of the next intervals; set through set_bootstrap_seed
 
 
-def set_bootstrap_seed(seed: int) -> None:
-    """Seed of the intervals computed from now on (the jobs pass ``Settings.seed``)."""
-    _SEED[0] = int(seed)
-
-
-def bootstrap_info() -> dict[str, object]:
+def bootstrap_info(seed: int = 0) -> dict[str, object]:
     """How the intervals were computed, for metrics.json."""
-    return {"resamples": BOOTSTRAP, "level": LEVEL, "stratified": True, "seed": _SEED[0],
+    return {"resamples": BOOTSTRAP, "level": LEVEL, "stratified": True, "seed": int(seed),
             "interval": "percentile", "shrinks_above": BOOTSTRAP_FULL_SIZE}
 
 
@@ -83,13 +77,13 @@ class Bootstrap:
         ap = float((gsum[keep] * tp[keep] / (tp[keep] + fp[keep])).sum() / total_p)
         return auc, ap
 
-    def intervals(self, resamples: int | None = None, seed: int | None = None,
+    def intervals(self, resamples: int | None = None, seed: int = 0,
                   level: float = LEVEL) -> tuple[list[float], list[float], int]:
         """Percentile intervals of AUC and AP over stratified resamples, and their number."""
         if resamples is None:
             size = self.P + self.N
             resamples = BOOTSTRAP if size <= BOOTSTRAP_FULL_SIZE else max(100, BOOTSTRAP * BOOTSTRAP_FULL_SIZE // size)
-        rng = np.random.default_rng(_SEED[0] if seed is None else seed)
+        rng = np.random.default_rng(seed)
         out = np.empty((resamples, 2))
         for r in range(resamples):
             wp = np.bincount(rng.integers(0, self.P, self.P), minlength=self.P).astype(np.float64)
@@ -101,7 +95,7 @@ class Bootstrap:
 
 
 def rank_metrics(scores: np.ndarray, labels: np.ndarray, prefix: str, *,
-                 with_interval: bool = True) -> dict[str, object]:
+                 with_interval: bool = True, seed: int = 0) -> dict[str, object]:
     """``{prefix}auc``, ``{prefix}ap`` with their ``_ci90`` intervals, and the counts
     ``{prefix}positives`` / ``{prefix}negatives``; the metrics are None with one class."""
     y = np.asarray(labels)
@@ -111,7 +105,7 @@ def rank_metrics(scores: np.ndarray, labels: np.ndarray, prefix: str, *,
     if n_pos and n_neg:
         out[f"{prefix}auc"], out[f"{prefix}ap"] = _rank_metrics(s, y)
         if with_interval:
-            auc_ci, ap_ci, _ = Bootstrap(s, y).intervals()
+            auc_ci, ap_ci, _ = Bootstrap(s, y).intervals(seed=seed)
             out[f"{prefix}auc_ci90"], out[f"{prefix}ap_ci90"] = auc_ci, ap_ci
     out[f"{prefix}positives"], out[f"{prefix}negatives"] = n_pos, n_neg
     return out
@@ -133,12 +127,13 @@ def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int | None = None)
     return float(labels[top].mean())
 
 
-def event_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> dict[str, object]:
+def event_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None, *,
+                  seed: int = 0) -> dict[str, object]:
     """Event-level AUC, AP (with intervals and counts), precision@k (k = positives, and
     100), alert rate and recall at ``threshold``."""
     mask = labels >= 0
     s, y = scores[mask], labels[mask].astype(np.int64)
-    out: dict[str, object] = dict(rank_metrics(s, y, "event_"))
+    out: dict[str, object] = dict(rank_metrics(s, y, "event_", seed=seed))
     out["precision_at_k"] = precision_at_k(s, y)
     out["precision_at_100"] = precision_at_k(s, y, 100) if len(y) >= 100 else None
     out["positives"] = int(y.sum())
@@ -152,7 +147,7 @@ def event_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | Non
 
 
 def typology_metrics(
-    scores: np.ndarray, labels: np.ndarray, typology: Sequence[str | None], threshold: float
+    scores: np.ndarray, labels: np.ndarray, typology: Sequence[str | None], threshold: float, *, seed: int = 0
 ) -> dict[str, dict[str, object]]:
     """Per attack typology: its events against all benign events (AUC, AP) and recall at the threshold."""
     groups: dict[str, list[int]] = defaultdict(list)
@@ -165,7 +160,7 @@ def typology_metrics(
         idx_a = np.asarray(idx)
         sel = np.concatenate([idx_a, benign])
         y = np.concatenate([np.ones(len(idx_a), np.int64), np.zeros(len(benign), np.int64)])
-        rm = rank_metrics(scores[sel], y, "")
+        rm = rank_metrics(scores[sel], y, "", seed=seed)
         out[name] = {
             "events": int(len(idx_a)),
             "auc": rm["auc"], "auc_ci90": rm.get("auc_ci90"),
@@ -179,7 +174,7 @@ def typology_metrics(
 
 def entity_metrics(components: Mapping[str, Mapping[str, float]], entity_labels: Mapping[str, int],
                    seen: Iterable[str], *, unlabelled_negative: bool = False,
-                   main: str = "entity_risk") -> dict[str, object]:
+                   main: str = "entity_risk", seed: int = 0) -> dict[str, object]:
     """Entity AUC, AP (with intervals and counts) and precision at k (k = positives, and 100)
     of each entity score in ``components`` (``{name: {entity: score}}``), ``main``'s at the top.
 
@@ -216,7 +211,7 @@ def entity_metrics(components: Mapping[str, Mapping[str, float]], entity_labels:
     table: dict[str, dict[str, object]] = {}
     for name, scores in components.items():
         s = np.fromiter((scores.get(e, 0.0) for e in ents), np.float64, len(ents))
-        row = dict(rank_metrics(s, y, "entity_"))
+        row = dict(rank_metrics(s, y, "entity_", seed=seed))
         row["entity_precision_at_k"] = precision_at_k(s, y) if len(y) else None
         row["entity_precision_at_100"] = precision_at_k(s, y, 100) if len(y) >= 100 else None
         table[name] = row
@@ -236,13 +231,13 @@ def latency_summary(latency_ms: np.ndarray) -> dict[str, float | None]:
 
 def ablation(components: Mapping[str, np.ndarray], labels: np.ndarray,
              typology: Sequence[str | None] | None = None,
-             focus: Iterable[str] = ()) -> dict[str, dict[str, object]]:
+             focus: Iterable[str] = (), *, seed: int = 0) -> dict[str, dict[str, object]]:
     """AUC/AP (with intervals) of each score component alone (what each part of the model
     contributes); ``ap_<typology>`` for the ``focus`` typologies, without interval."""
     mask = labels >= 0
     out: dict[str, dict[str, object]] = {}
     for name, s in components.items():
-        row: dict[str, object] = dict(rank_metrics(s[mask], labels[mask].astype(np.int64), "event_"))
+        row: dict[str, object] = dict(rank_metrics(s[mask], labels[mask].astype(np.int64), "event_", seed=seed))
         if typology is not None:
             for t in focus:
                 idx = [i for i, v in enumerate(typology) if v == t]

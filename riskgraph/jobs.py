@@ -21,7 +21,7 @@ import numpy as np
 from riskgraph.features.risk import entity_risk
 from riskgraph.models.artifact import ArtifactError, load_model
 from riskgraph.models.evaluation import (ablation, bootstrap_info, entity_metrics, event_metrics, latency_summary,
-                                        set_bootstrap_seed, typology_metrics)
+                                        typology_metrics)
 from riskgraph.models.report import plot_curves, plot_scores, plot_throughput, write_report
 from riskgraph.models.scoring import ScoringModel
 from riskgraph.settings import Settings
@@ -87,12 +87,10 @@ def file_batches(spec: FileSpec, batch_size: int, skip: int = 0, *,
         yield StreamBatch(fb.events, fb.extras, fb.dead)
 
 
-def _announce(spec: FileSpec, say: Callable[[str], None] | None) -> str:
-    """Open the file once before scoring (mapping and time errors first), tell how ts is read."""
-    note = spec.open().ts_note
-    if say is not None:
-        say(note)
-    return note
+def _ts_note(spec: FileSpec) -> str:
+    """Open the file once before scoring (mapping and time errors come first); how ts is read.
+    The note goes into the job's output, not onto stderr: there an error stays the only line."""
+    return spec.open().ts_note
 
 
 def output_error(what: str, path: str | Path, exc: OSError, fix: str = "choose another path") -> OutputError:
@@ -203,7 +201,7 @@ def replay(settings: Settings, spec: FileSpec, *, alerts_path: str, entities_pat
 
     With a kept ``state_dir`` the run resumes: records the store already reflects (its
     position) are skipped, and ``say`` is told so."""
-    ts_note = _announce(spec, say)
+    ts_note = _ts_note(spec)
     model = load_scoring_model(settings)
     store, tmp = open_store(settings, model, state_dir)
     try:
@@ -269,13 +267,13 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
                  eval_fraction: float | None = None, entity_labels: dict[str, int] | None = None,
                  entity_components: dict[str, dict[str, float]] | None = None,
                  entities_seen: Iterable[str] | None = None, unlabelled_negative: bool = False,
-                 entity_risk_scores: dict[str, float] | None = None) -> dict[str, Any]:
+                 entity_risk_scores: dict[str, float] | None = None, seed: int = 0) -> dict[str, Any]:
     """metrics.json content for one run; event metrics are restricted to the trailing part
     when asked (entity metrics cover the whole file: labels are per entity, not per time).
 
     ``entity_components``: ``{name: {entity: score}}``, ``entity_risk`` the headline one
     (``entity_risk_scores`` alone stands for it); ``entities_seen``: the file's entities
-    (default: those of the components)."""
+    (default: those of the components); ``seed``: of the bootstrap intervals."""
     n = run.n_events
     start = 0
     if eval_fraction is not None:
@@ -289,7 +287,7 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
     m: dict[str, Any] = {"events_total": n, "events_evaluated": n - start}
     labelled = bool(n - start) and bool((labels >= 0).any())
     if labelled:
-        m.update(event_metrics(scores, labels, threshold))
+        m.update(event_metrics(scores, labels, threshold, seed=seed))
     else:
         m["labelled_events"] = 0
         m["alert_rate"] = float((scores >= threshold).mean()) if len(scores) else None
@@ -300,7 +298,8 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
         entity_components = {"entity_risk": entity_risk_scores}
     if entity_labels is not None and entity_components is not None:
         seen = entities_seen if entities_seen is not None else {e for c in entity_components.values() for e in c}
-        m.update(entity_metrics(entity_components, entity_labels, seen, unlabelled_negative=unlabelled_negative))
+        m.update(entity_metrics(entity_components, entity_labels, seen, unlabelled_negative=unlabelled_negative,
+                               seed=seed))
     if not labelled:
         has_entity = m.get("entity_auc") is not None
         m["quality"] = (
@@ -316,12 +315,12 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
     if run.dead:
         m.update(_first_dead(run))
     if any(typ) and labelled:
-        m["typologies"] = typology_metrics(scores, labels, typ, threshold)
+        m["typologies"] = typology_metrics(scores, labels, typ, threshold, seed=seed)
     if len(run.components) > 1 and labelled:
         comps = {k: v[sl] for k, v in run.components.items()}
         comps["final"] = scores
-        m["components"] = ablation(comps, labels, typ, focus=("mule_chain", "collusion_ring"))
-    m["bootstrap"] = bootstrap_info()
+        m["components"] = ablation(comps, labels, typ, focus=("mule_chain", "collusion_ring"), seed=seed)
+    m["bootstrap"] = bootstrap_info(seed)
     return m
 
 
@@ -367,17 +366,14 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
         raise OutputError(f"--out {str(out)!r} is a file; evaluate writes a directory (metrics.json, report.md, "
                           "plots): name a new or existing directory")
     out.mkdir(parents=True, exist_ok=True)
-    ts_note = _announce(spec, None)  # the printed summary says it
+    ts_note = _ts_note(spec)
     label_file: EntityLabels | None = None
     if entity_labels_path:
         label_file = load_entity_labels(entity_labels_path, entity_map, positive=entity_positive)
-        if say is not None:
-            say(label_file.note)
     elif entity_map or entity_positive is not None or unlabelled_negative:
         raise ValueError("--entity-map, --entity-positive and --unlabelled-negative describe an entity label "
                          "file: give one with --entity-labels FILE")
     ent_labels = None if label_file is None else label_file.labels
-    set_bootstrap_seed(settings.seed)
     model = model or load_scoring_model(settings)
     ends: dict[str, tuple[str, str]] | None = {} if ent_labels is not None else None
     store, tmp = open_store(settings, model, state_dir)
@@ -406,7 +402,7 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
     metrics = evaluate_run(run, threshold, eval_after=eval_after, eval_fraction=eval_fraction,
                            entity_labels=ent_labels, entity_components=ent_comps,
                            entities_seen=None if ent_comps is None else ent_comps["entity_risk"].keys(),
-                           unlabelled_negative=unlabelled_negative)
+                           unlabelled_negative=unlabelled_negative, seed=settings.seed)
     metrics["timestamps"] = ts_note
     if label_file is not None:
         metrics["entity_label_file"] = label_file.note
@@ -430,8 +426,9 @@ def _ci(metrics: dict[str, Any], key: str) -> str:
 
 def summary_lines(metrics: dict[str, Any]) -> Iterable[str]:
     """The printed summary of evaluate and demo."""
-    if "timestamps" in metrics:
-        yield f"  {metrics['timestamps']}"
+    for k in ("timestamps", "entity_label_file"):
+        if k in metrics:
+            yield f"  {metrics[k]}"
     keys = ("events_total", "events_evaluated", "event_auc", "event_ap", "event_positives", "event_negatives",
             "precision_at_k", "precision_at_100", "entity_auc", "entity_ap", "entity_positives", "entity_negatives",
             "entity_precision_at_k", "entity_precision_at_100", "entity_labels_not_in_file", "entities_unlabelled",

@@ -42,6 +42,7 @@ LABEL_NAMES = ("label", "is_fraud", "fraud", "is_risky", "risky", "y", "target",
                "malicious", "is_malicious", "banned", "is_banned", "gt")
 _POSITIVE = {"1": "1", "true": "1", "yes": "1", "y": "1", "t": "1"}
 _NEGATIVE = {"0": "0", "-1": "-1", "false": "0", "no": "0", "n": "0", "f": "0"}
+_DATA_WORDS = {"0", "1", "-1", "+1", "0.0", "1.0", "-1.0", "true", "false", "yes", "no"}
 #: The two binary codings: a file uses one (true/false and yes/no are 1/0).
 _PAIRS = (("0", "1"), ("-1", "1"))
 _HELP = "labels must be binary: 0/1, -1/1, true/false or yes/no"
@@ -146,7 +147,9 @@ def load_entity_labels(path: str | os.PathLike[str], mapping: Mapping[str, str] 
     if not rows:
         raise LabelFileError(f"{source}: the entity label file is empty; it needs one row per entity: id,label")
     first = rows[0]
-    headerless = not mapping and len(first) == 2 and _token(first[1]) is not None and _token(first[0]) is None
+    # a header may be named like a one-letter label ("node,y"): only full spellings mean data
+    headerless = (not mapping and len(first) == 2 and first[1].strip().lower() in _DATA_WORDS
+                  and _token(first[0]) is None)
     if headerless:  # "17,-1": the first row is data
         header, data, start = ["entity", "label"], rows, 1
     else:
