@@ -301,12 +301,17 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
         m.update(entity_metrics(entity_components, entity_labels, seen, unlabelled_negative=unlabelled_negative,
                                seed=seed))
     if not labelled:
-        has_entity = m.get("entity_auc") is not None
-        m["quality"] = (
-            "no labels among the evaluated events: no event quality metric (AUC, AP, precision, recall); "
-            + ("the entity metrics above rest on the entity labels" if has_entity else
-               "no quality metric is possible: map a 0/1 event label column with --map label=COLUMN, "
-               "or give entity labels with --entity-labels FILE"))
+        if m.get("entity_auc") is not None:
+            entity = "the entity metrics above rest on the entity labels"
+        elif "entity_positives" in m:
+            entity = (f"nor an entity one: the labelled entities of the file are {m['entity_positives']} risky and "
+                      f"{m['entity_negatives']} not ({m['entity_labels_not_in_file']} labelled entities are not in "
+                      "the file), and both classes are needed")
+        else:
+            entity = ("no quality metric is possible: map a 0/1 event label column with --map label=COLUMN, "
+                      "or give entity labels with --entity-labels FILE")
+        m["quality"] = ("no labels among the evaluated events: no event quality metric (AUC, AP, precision, "
+                        f"recall); {entity}")
     m["events_per_second"] = run.events_per_second
     m.update(latency_summary(run.latency_ms()))
     m["threshold"] = threshold
