@@ -84,18 +84,40 @@ def _fmt(v: Any) -> str:
     return "n/a" if v is None else str(v)
 
 
+def _interval(ci: Any) -> str:
+    return "" if not ci else f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
 def write_report(out_dir: Path, metrics: Mapping[str, Any]) -> Path:
     """Write report.md next to the plots; returns its path."""
-    lines = ["# riskgraph evaluation", "", "| metric | value |", "|---|---|"]
+    lines = ["# riskgraph evaluation", "", "| metric | value | 90% interval |", "|---|---|---|"]
     for k, v in metrics.items():
         if not isinstance(v, (dict, list)):
-            lines.append(f"| {k} | {_fmt(v)} |")
+            ci = metrics.get(f"{k}_ci90")
+            lines.append(f"| {k} | {_fmt(v)} | {_interval(ci)} |")
+    boot = metrics.get("bootstrap")
+    if boot:
+        lines += ["", f"Intervals: {boot['level']:.0%} percentile bootstrap over {boot['resamples']} stratified "
+                  f"resamples (positives among positives, negatives among negatives; fewer above "
+                  f"{boot['shrinks_above']:,} items), seed {boot['seed']}."]
+    ent = metrics.get("entity_components") or {}
+    if ent:
+        lines += ["", "## Entity scores", "",
+                  "| entity score | AUC | 90% interval | AP | 90% interval | positives | negatives | P@k | P@100 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, r in ent.items():
+            lines.append(f"| {name} | {_fmt(r.get('entity_auc'))} | {_interval(r.get('entity_auc_ci90'))} | "
+                         f"{_fmt(r.get('entity_ap'))} | {_interval(r.get('entity_ap_ci90'))} | "
+                         f"{r.get('entity_positives')} | {r.get('entity_negatives')} | "
+                         f"{_fmt(r.get('entity_precision_at_k'))} | {_fmt(r.get('entity_precision_at_100'))} |")
     typ = metrics.get("typologies") or {}
     if typ:
         lines += ["", "## Per typology (its events against all benign events)", "",
-                  "| typology | events | AUC | AP | recall at threshold | median score |", "|---|---|---|---|---|---|"]
+                  "| typology | events | AUC | 90% interval | AP | 90% interval | recall at threshold | median score |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, row in typ.items():
-            lines.append(f"| {name} | {row['events']} | {_fmt(row['auc'])} | {_fmt(row['ap'])} | "
+            lines.append(f"| {name} | {row['events']} | {_fmt(row['auc'])} | {_interval(row.get('auc_ci90'))} | "
+                         f"{_fmt(row['ap'])} | {_interval(row.get('ap_ci90'))} | "
                          f"{_fmt(row['recall_at_threshold'])} | {_fmt(row['median_score'])} |")
     abl = metrics.get("components") or {}
     if abl:

@@ -20,7 +20,12 @@ EPILOG = "Every setting can also come from the environment as RISKGRAPH_<NAME>; 
 def _add_file_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="event log: .csv, .parquet or .jsonl")
     p.add_argument("--map", dest="mapping", default=None,
-                   help="column mapping, e.g. src=sender,dst=receiver,ts=time,amount=value,label=is_fraud")
+                   help="column mapping, e.g. src=sender,dst=receiver,ts=time,amount=value,label=is_fraud,"
+                        "attrs.device=device_id (only ts, src and dst are required)")
+    p.add_argument("--kind", default=None,
+                   help="kind of the events when the file has no kind column (default: event)")
+    p.add_argument("--ts-unit", choices=("s", "ms", "us", "ns", "iso"), default=None,
+                   help="unit of ts: epoch s, ms, us, ns or ISO-8601 text (default: detected from the values)")
     p.add_argument("--format", dest="fmt", choices=("csv", "parquet", "jsonl"), default=None,
                    help="file format (default: from the suffix)")
     p.add_argument("--order", choices=("error", "sort", "allow"), default="error",
@@ -37,7 +42,8 @@ def _file_spec(a: argparse.Namespace):
     from riskgraph.jobs import FileSpec
     from riskgraph.simulators.replay import parse_mapping
 
-    return FileSpec(a.file, parse_mapping(a.mapping) if a.mapping else None, a.fmt, a.order, a.rate)
+    return FileSpec(a.file, parse_mapping(a.mapping) if a.mapping else None, a.fmt, a.order, a.rate,
+                    kind=a.kind, ts_unit=a.ts_unit)
 
 
 def _settings(a: argparse.Namespace) -> Settings:
@@ -88,7 +94,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     m = evaluate(_settings(a), _file_spec(a), out_dir=a.out, entity_labels_path=a.entity_labels,
                  eval_after=a.eval_after, eval_fraction=a.eval_fraction, state_dir=a.state,
-                 progress=not a.no_progress, say=_say(a))
+                 progress=not a.no_progress, say=_say(a), entity_map=a.entity_map,
+                 entity_positive=a.entity_positive, unlabelled_negative=a.unlabelled_negative)
     print(f"evaluation of {a.file} -> {a.out}/metrics.json, {a.out}/report.md")
     for line in summary_lines(m):
         print(line)
@@ -196,7 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a labelled file; write metrics.json, a report and plots")
     _add_file_args(e)
     e.add_argument("--out", default="evaluation", help="output directory")
-    e.add_argument("--entity-labels", default=None, help="CSV of entity,label")
+    e.add_argument("--entity-labels", default=None,
+                   help="CSV of entity ids and 0/1, -1/1, true/false or yes/no labels (columns detected)")
+    e.add_argument("--entity-map", default=None,
+                   help="columns of the entity label file, e.g. entity=node,label=is_fraud (default: detected)")
+    e.add_argument("--entity-positive", default=None,
+                   help="the label value that marks a risky entity (default: 1, true or yes)")
+    e.add_argument("--unlabelled-negative", action="store_true",
+                   help="count entities of the file that the label file does not list as negatives "
+                        "(default: leave them out: an unlabelled entity is unknown, not benign)")
     g = e.add_mutually_exclusive_group()
     g.add_argument("--eval-after", type=float, default=None, help="only score events after this event time")
     g.add_argument("--eval-fraction", type=float, default=None,

@@ -20,11 +20,13 @@ import numpy as np
 
 from riskgraph.features.risk import entity_risk
 from riskgraph.models.artifact import ArtifactError, load_model
-from riskgraph.models.evaluation import ablation, entity_metrics, event_metrics, latency_summary, typology_metrics
+from riskgraph.models.evaluation import (ablation, bootstrap_info, entity_metrics, event_metrics, latency_summary,
+                                        typology_metrics)
 from riskgraph.models.report import plot_curves, plot_scores, plot_throughput, write_report
 from riskgraph.models.scoring import ScoringModel
 from riskgraph.settings import Settings
-from riskgraph.simulators.replay import CorruptFileError, EventFile, pace, read_entity_labels
+from riskgraph.simulators.labels import EntityLabels, load_entity_labels
+from riskgraph.simulators.replay import CorruptFileError, EventFile, pace
 from riskgraph.state.store import GraphStore
 from riskgraph.streams.engine import Engine
 from riskgraph.streams.runner import RunResult, StreamBatch, resume_position, run_batches
@@ -39,6 +41,13 @@ class FileSpec:
     fmt: str | None = None
     order: str = "error"
     rate: float | None = None  # None: as fast as possible; k: event time at k times real time
+    kind: str | None = None  # the kind of events without a kind column (None: "event")
+    ts_unit: str | None = None  # s, ms, us, ns or iso; None: detected from the first rows
+
+    def open(self, order: str | None = None) -> EventFile:
+        """The file as an :class:`~simulators.replay.EventFile`, read as this spec says."""
+        return EventFile(self.path, self.mapping, fmt=self.fmt, order=order or self.order,
+                         extra_columns=("typology",), kind=self.kind, ts_unit=self.ts_unit)
 
 
 class OutputError(ValueError):
@@ -66,11 +75,22 @@ def load_scoring_model(settings: Settings) -> ScoringModel:
             "(RISKGRAPH_MODEL_DIR) at a directory written by `riskgraph train`") from None
 
 
-def file_batches(spec: FileSpec, batch_size: int, skip: int = 0) -> Iterator[StreamBatch]:
-    """The file as StreamBatches, leaving out its first ``skip`` records (a resumed run)."""
-    f = EventFile(spec.path, spec.mapping, fmt=spec.fmt, order=spec.order, extra_columns=("typology",))
+def file_batches(spec: FileSpec, batch_size: int, skip: int = 0, *,
+                 ends: dict[str, tuple[str, str]] | None = None) -> Iterator[StreamBatch]:
+    """The file as StreamBatches, leaving out its first ``skip`` records (a resumed run).
+    ``ends``, when given, is filled with ``{event id: (src, dst)}`` of the valid events."""
+    f = spec.open()
     for fb in pace(f.batches(batch_size, skip=skip), spec.rate):
+        if ends is not None:
+            for e in fb.events:
+                ends[e.id] = (e.src, e.dst)
         yield StreamBatch(fb.events, fb.extras, fb.dead)
+
+
+def _ts_note(spec: FileSpec) -> str:
+    """Open the file once before scoring (mapping and time errors come first); how ts is read.
+    The note goes into the job's output, not onto stderr: there an error stays the only line."""
+    return spec.open().ts_note
 
 
 def output_error(what: str, path: str | Path, exc: OSError, fix: str = "choose another path") -> OutputError:
@@ -140,7 +160,7 @@ def _corrupt(exc: CorruptFileError, alerts_path: str | Path) -> CorruptFileError
 def count_rows(spec: FileSpec) -> int | None:
     """Rows in the file, for the progress bar (cheap for Parquet; None when unknown)."""
     try:
-        return EventFile(spec.path, spec.mapping, fmt=spec.fmt, order="allow").count_rows()
+        return spec.open(order="allow").count_rows()
     except Exception:  # the count only feeds a progress bar: never fail a job for it
         return None
 
@@ -179,6 +199,7 @@ def replay(settings: Settings, spec: FileSpec, *, alerts_path: str, entities_pat
 
     With a kept ``state_dir`` the run resumes: records the store already reflects (its
     position) are skipped, and ``say`` is told so."""
+    ts_note = _ts_note(spec)
     model = load_scoring_model(settings)
     store, tmp = open_store(settings, model, state_dir)
     try:
@@ -206,8 +227,18 @@ def replay(settings: Settings, spec: FileSpec, *, alerts_path: str, entities_pat
         "suppressed": run.suppressed,
         "events_per_second": run.events_per_second,
         "model_version": model.version,
+        "timestamps": ts_note,
         "dead_letter_reasons": _reason_counts(run),
+        **_first_dead(run),
     }
+
+
+def _first_dead(run: RunResult) -> dict[str, str]:
+    """The first dead letter's row and reason: what a user fixes first."""
+    if not run.dead:
+        return {}
+    d = run.dead[0]
+    return {"first_dead_letter": f"row {d.index}: {d.reason}"}
 
 
 def _reason_counts(run: RunResult) -> dict[str, int]:
@@ -230,8 +261,15 @@ def write_entity_csv(scores: dict[str, float], path: str) -> None:
 
 def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None = None,
                  eval_fraction: float | None = None, entity_labels: dict[str, int] | None = None,
-                 entity_risk_scores: dict[str, float] | None = None) -> dict[str, Any]:
-    """metrics.json content for one run; metrics are restricted to the trailing part when asked."""
+                 entity_components: dict[str, dict[str, float]] | None = None,
+                 entities_seen: Iterable[str] | None = None, unlabelled_negative: bool = False,
+                 entity_risk_scores: dict[str, float] | None = None, seed: int = 0) -> dict[str, Any]:
+    """metrics.json content for one run; event metrics are restricted to the trailing part
+    when asked (entity metrics cover the whole file: labels are per entity, not per time).
+
+    ``entity_components``: ``{name: {entity: score}}``, ``entity_risk`` the headline one
+    (``entity_risk_scores`` alone stands for it); ``entities_seen``: the file's entities
+    (default: those of the components); ``seed``: of the bootstrap intervals."""
     n = run.n_events
     start = 0
     if eval_fraction is not None:
@@ -243,49 +281,102 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
     sl = slice(start, n)
     scores, labels, typ = run.scores[sl], run.labels[sl], run.typology[sl]
     m: dict[str, Any] = {"events_total": n, "events_evaluated": n - start}
-    labelled = bool(n - start) and labels.max(initial=-1) >= 0
+    labelled = bool(n - start) and bool((labels >= 0).any())
     if labelled:
-        m.update(event_metrics(scores, labels, threshold))
+        m.update(event_metrics(scores, labels, threshold, seed=seed))
     else:
         m["labelled_events"] = 0
-        m["quality"] = ("no labels among the evaluated events: no quality metric (AUC, AP, precision, recall) "
-                        "is possible; map a 0/1 label column with --map label=COLUMN for them")
         m["alert_rate"] = float((scores >= threshold).mean()) if len(scores) else None
     if len(scores):
         m["score_quantiles"] = {f"p{q}": float(v) for q, v in
                                 zip((1, 10, 50, 90, 99), np.percentile(scores, (1, 10, 50, 90, 99)))}
-    if entity_labels is not None and entity_risk_scores is not None:
-        m.update(entity_metrics(entity_risk_scores, entity_labels))
+    if entity_components is None and entity_risk_scores is not None:
+        entity_components = {"entity_risk": entity_risk_scores}
+    if entity_labels is not None and entity_components is not None:
+        seen = entities_seen if entities_seen is not None else {e for c in entity_components.values() for e in c}
+        m.update(entity_metrics(entity_components, entity_labels, seen, unlabelled_negative=unlabelled_negative,
+                               seed=seed))
+    if not labelled:
+        if m.get("entity_auc") is not None:
+            entity = "the entity metrics above rest on the entity labels"
+        elif "entity_positives" in m:
+            entity = (f"nor an entity one: the labelled entities of the file are {m['entity_positives']} risky and "
+                      f"{m['entity_negatives']} not ({m['entity_labels_not_in_file']} labelled entities are not in "
+                      "the file), and both classes are needed")
+        else:
+            entity = ("no quality metric is possible: map a 0/1 event label column with --map label=COLUMN, "
+                      "or give entity labels with --entity-labels FILE")
+        m["quality"] = ("no labels among the evaluated events: no event quality metric (AUC, AP, precision, "
+                        f"recall); {entity}")
     m["events_per_second"] = run.events_per_second
     m.update(latency_summary(run.latency_ms()))
     m["threshold"] = threshold
     m["alerts"] = len(run.alerts)
     m["dead_letters"] = len(run.dead)
+    if run.dead:
+        m.update(_first_dead(run))
     if any(typ) and labelled:
-        m["typologies"] = typology_metrics(scores, labels, typ, threshold)
+        m["typologies"] = typology_metrics(scores, labels, typ, threshold, seed=seed)
     if len(run.components) > 1 and labelled:
         comps = {k: v[sl] for k, v in run.components.items()}
         comps["final"] = scores
-        m["components"] = ablation(comps, labels, typ, focus=("mule_chain", "collusion_ring"))
+        m["components"] = ablation(comps, labels, typ, focus=("mule_chain", "collusion_ring"), seed=seed)
+    m["bootstrap"] = bootstrap_info(seed)
     return m
+
+
+def entity_component_scores(run: RunResult, ends: dict[str, tuple[str, str]],
+                            stored: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Entity scores to compare: the store's entity risk, and per event score component
+    the maximum of its scores over the events the entity took part in (either end)."""
+    comps = {"score": run.scores, **{k: v for k, v in run.components.items() if len(run.components) > 1}}
+    out: dict[str, dict[str, float]] = {"entity_risk": stored}
+    if not run.n_events:
+        return out
+    codes: dict[str, int] = {}
+    src = np.empty(run.n_events, np.int64)
+    dst = np.empty(run.n_events, np.int64)
+    for i, eid in enumerate(run.event_ids):
+        s, d = ends[eid]
+        src[i] = codes.setdefault(s, len(codes))
+        dst[i] = codes.setdefault(d, len(codes))
+    names = list(codes)
+    for name, v in comps.items():
+        best = np.full(len(codes), -np.inf)
+        np.maximum.at(best, src, v)
+        np.maximum.at(best, dst, v)
+        out[f"max_event_{name}"] = dict(zip(names, best.tolist()))
+    return out
 
 
 def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_path: str | None,
              eval_after: float | None, eval_fraction: float | None, state_dir: str | None,
              progress: bool = True, model: ScoringModel | None = None,
-             say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Score a labelled file and write metrics.json, report.md and plots into ``out_dir``.
+             say: Callable[[str], None] | None = None, entity_map: str | None = None,
+             entity_positive: str | None = None, unlabelled_negative: bool = False) -> dict[str, Any]:
+    """Score a file and write metrics.json, report.md and plots into ``out_dir``.
 
-    An unlabelled file gets throughput, alert rate and the score distribution, and a
-    ``quality`` entry saying why there is no quality metric. A kept ``state_dir``
-    resumes as in :func:`replay` (the metrics then cover the records after its position)."""
+    Event labels (a mapped ``label`` column) give event metrics, entity labels
+    (``entity_labels_path``, read by :func:`simulators.labels.load_entity_labels` with
+    ``entity_map`` and ``entity_positive``) entity metrics; with neither, the run gets
+    throughput, alert rate and the score distribution, and a ``quality`` entry saying
+    why there is no quality metric. A kept ``state_dir`` resumes as in :func:`replay`
+    (the metrics then cover the records after its position)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {str(out)!r} is a file; evaluate writes a directory (metrics.json, report.md, "
                           "plots): name a new or existing directory")
     out.mkdir(parents=True, exist_ok=True)
+    ts_note = _ts_note(spec)
+    label_file: EntityLabels | None = None
+    if entity_labels_path:
+        label_file = load_entity_labels(entity_labels_path, entity_map, positive=entity_positive)
+    elif entity_map or entity_positive is not None or unlabelled_negative:
+        raise ValueError("--entity-map, --entity-positive and --unlabelled-negative describe an entity label "
+                         "file: give one with --entity-labels FILE")
+    ent_labels = None if label_file is None else label_file.labels
     model = model or load_scoring_model(settings)
-    ent_labels = read_entity_labels(entity_labels_path) if entity_labels_path else None
+    ends: dict[str, tuple[str, str]] | None = {} if ent_labels is not None else None
     store, tmp = open_store(settings, model, state_dir)
     t0 = time.perf_counter()
     try:
@@ -294,18 +385,26 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
             total = count_rows(spec)
             skip = _resume(store, spec, state_dir, say, total)
             try:
-                run = run_batches(engine, file_batches(spec, settings.batch_size, skip), progress=progress,
-                                  total_events=None if total is None else max(total - skip, 0),
+                run = run_batches(engine, file_batches(spec, settings.batch_size, skip, ends=ends),
+                                  progress=progress, total_events=None if total is None else max(total - skip, 0),
                                   alerts_out=alerts_out, desc="evaluate")
             except CorruptFileError as exc:
                 raise _corrupt(exc, out / "alerts.jsonl") from None
             threshold = float(engine.policy.threshold)
-            ent_scores = entity_scores(store, float(run.ts.max())) if ent_labels is not None and len(run.ts) else None
+            ent_comps = None
+            if ends is not None:
+                stored = entity_scores(store, float(run.ts.max()) if len(run.ts) else 0.0)
+                ent_comps = entity_component_scores(run, ends, stored)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     metrics = evaluate_run(run, threshold, eval_after=eval_after, eval_fraction=eval_fraction,
-                           entity_labels=ent_labels, entity_risk_scores=ent_scores)
+                           entity_labels=ent_labels, entity_components=ent_comps,
+                           entities_seen=None if ent_comps is None else ent_comps["entity_risk"].keys(),
+                           unlabelled_negative=unlabelled_negative, seed=settings.seed)
+    metrics["timestamps"] = ts_note
+    if label_file is not None:
+        metrics["entity_label_file"] = label_file.note
     metrics["model_version"] = model.version
     metrics["wall_seconds"] = time.perf_counter() - t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -319,25 +418,58 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
     return metrics
 
 
+def _ci(metrics: dict[str, Any], key: str) -> str:
+    ci = metrics.get(f"{key}_ci90")
+    return f"  [{ci[0]:.4f}, {ci[1]:.4f}] 90% CI" if ci else ""
+
+
 def summary_lines(metrics: dict[str, Any]) -> Iterable[str]:
     """The printed summary of evaluate and demo."""
-    keys = ("events_total", "events_evaluated", "event_auc", "event_ap", "precision_at_k", "entity_auc",
-            "entity_ap", "alert_rate", "recall_at_threshold", "precision_at_threshold", "threshold",
-            "events_per_second", "latency_p50_ms", "latency_p99_ms")
+    for k in ("timestamps", "entity_label_file"):
+        if k in metrics:
+            yield f"  {metrics[k]}"
+    keys = ("events_total", "events_evaluated", "event_auc", "event_ap", "event_positives", "event_negatives",
+            "precision_at_k", "precision_at_100", "entity_auc", "entity_ap", "entity_positives", "entity_negatives",
+            "entity_precision_at_k", "entity_precision_at_100", "entity_labels_not_in_file", "entities_unlabelled",
+            "alert_rate", "recall_at_threshold", "precision_at_threshold", "threshold", "events_per_second",
+            "latency_p50_ms", "latency_p99_ms", "dead_letters")
     for k in keys:
         if k in metrics:
             v = metrics[k]
-            yield f"  {k:<24} {v:,.4f}" if isinstance(v, float) else f"  {k:<24} {v}"
+            yield (f"  {k:<24} {v:,.4f}{_ci(metrics, k)}" if isinstance(v, float) else f"  {k:<24} {v}")
+    if "entities_unlabelled" in metrics:
+        yield f"  {'unlabelled entities':<24} {metrics['unlabelled_entities_are']}"
+    if metrics.get("first_dead_letter"):
+        yield f"  {'first dead letter':<24} {metrics['first_dead_letter']}"
     q = metrics.get("score_quantiles")
     if q and "event_auc" not in metrics:  # unlabelled: the distribution is what there is to see
         yield f"  {'score quantiles':<24} " + "  ".join(f"{k} {v:.4f}" for k, v in q.items())
     if "quality" in metrics:
         yield f"  {metrics['quality']}"
+    if "bootstrap" in metrics and any(k.endswith("_ci90") for k in metrics):
+        b = metrics["bootstrap"]
+        yield (f"  intervals: {b['level']:.0%} percentile bootstrap, {b['resamples']} stratified resamples "
+               f"(fewer above {b['shrinks_above']:,} items), seed {b['seed']}")
+    comps = metrics.get("entity_components")
+    if comps:
+        yield ""
+        yield f"  {'entity score':<28} {'AUC':>7} {'90% CI':>17} {'AP':>7} {'90% CI':>17} {'P@k':>6}"
+        for name, r in comps.items():
+            yield f"  {name:<28} {_num(r.get('entity_auc')):>7} {_pair(r.get('entity_auc_ci90')):>17} " \
+                  f"{_num(r.get('entity_ap')):>7} {_pair(r.get('entity_ap_ci90')):>17} " \
+                  f"{_num(r.get('entity_precision_at_k')):>6}"
     typ = metrics.get("typologies")
     if typ:
         yield ""
-        yield f"  {'typology':<16} {'events':>7} {'AUC':>7} {'AP':>7} {'recall@thr':>11}"
+        yield f"  {'typology':<16} {'events':>7} {'AUC':>7} {'90% CI':>17} {'AP':>7} {'recall@thr':>11}"
         for name, r in typ.items():
-            auc = "n/a" if r["auc"] is None else f"{r['auc']:.3f}"
-            ap = "n/a" if r["ap"] is None else f"{r['ap']:.3f}"
-            yield f"  {name:<16} {r['events']:>7} {auc:>7} {ap:>7} {r['recall_at_threshold']:>11.3f}"
+            yield (f"  {name:<16} {r['events']:>7} {_num(r['auc']):>7} {_pair(r.get('auc_ci90')):>17} "
+                   f"{_num(r['ap']):>7} {r['recall_at_threshold']:>11.3f}")
+
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _pair(ci: Any) -> str:
+    return "" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"

@@ -9,7 +9,12 @@ Parquet the row's columns as a JSON object); the replay goes on.
 
 Rows are numbered from 0: the n-th record after the CSV header, the n-th
 non-blank JSONL line, the n-th Parquet row. Files without an id column get
-ids ``row-<n>``, so a replay of the same file yields the same ids.
+ids derived from the row (:func:`simulators.rows.row_id`), so a replay of the
+same file yields the same ids; files without a kind column get a default kind.
+The unit of ``ts`` is given (``ts_unit``) or detected from the first rows'
+values (:func:`simulators.rows.detect_ts_unit`); :attr:`EventFile.ts_note`
+says which, and a first time that cannot be read in it stops the file with an
+error naming the row and the fix.
 
 CSV is read with the standard library's streaming ``csv`` reader, everything
 as text: a malformed line or a value of the wrong type is then one dead row,
@@ -22,7 +27,7 @@ columns; JSONL line by line with ``msgspec``. ``.gz`` CSV and JSONL work too.
 >>> _ = p.write_text("time,sender,receiver,type\\n5,a,b,payment\\nx,a,b,payment\\n7,b,c,transfer\\n")
 >>> [(len(b.events), b.rows, [d.reason for d in b.dead])
 ...  for b in EventFile(p, "ts=time,src=sender,dst=receiver,kind=type").batches(2)]
-[(1, [0], ['Expected `float`, got `str` - at `$.ts`']), (1, [2], [])]
+[(1, [0], ["ts 'x' is not a number (epoch seconds) or an ISO-8601 date time - at `$.ts`"]), (1, [2], [])]
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from riskgraph.simulators.rows import MappingError, RowPlan, parse_mapping
+from riskgraph.simulators.labels import read_entity_labels
+from riskgraph.simulators.rows import MappingError, RowPlan, check_ts, describe_ts_unit, detect_ts_unit, parse_mapping
 from riskgraph.simulators.writers import format_of
 from riskgraph.streams.events import MAX_EVENT_BYTES, DeadLetter, Event, EventError
 
@@ -51,6 +57,7 @@ __all__ = ["CorruptFileError", "EventFile", "FileBatch", "MappingError", "OrderE
 ORDERS = ("error", "sort", "allow")
 _CHUNK = 65_536  # Parquet rows per read
 _JSONL_SAMPLE = 1000  # JSONL lines whose keys stand for "the file's columns"
+_TS_SAMPLE = 1000  # rows whose times decide the unit of ts
 _raw_encoder = msgspec.json.Encoder(enc_hook=str)  # dates, decimals... as text in dead letters
 
 
@@ -127,12 +134,14 @@ class EventFile:
     (stable; dead rows come first since they have no usable time), ``"allow"``
     passes the file through as it is. ``extra_columns``: file columns returned
     per valid event in ``FileBatch.extras`` (None where absent), never put into
-    the event. ``id_column_missing``: ``"row"`` (ids from row numbers) or ``"error"``.
+    the event. ``id_column_missing``: ``"row"`` (ids derived from the rows) or ``"error"``.
+    ``kind``: the kind of events without one (default ``"event"``). ``ts_unit``: ``s``,
+    ``ms``, ``us``, ``ns`` or ``iso``; None detects it from the first rows.
     """
 
     def __init__(self, path: str | os.PathLike[str], mapping: Mapping[str, str] | str | None = None, *,
                  fmt: str | None = None, order: str = "error", extra_columns: Sequence[str] = ("typology",),
-                 id_column_missing: str = "row") -> None:
+                 id_column_missing: str = "row", kind: str | None = None, ts_unit: str | None = None) -> None:
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         if id_column_missing not in ("row", "error"):
@@ -151,7 +160,37 @@ class EventFile:
         self.mapping = parse_mapping(mapping) if isinstance(mapping, str) else dict(mapping or {})
         self.columns = self._read_columns()
         self.plan = RowPlan.resolve(self.columns, self.mapping, id_column_missing=id_column_missing,
-                                    open_schema=self.fmt == "jsonl", source=str(self.path))
+                                    open_schema=self.fmt == "jsonl", source=str(self.path), kind=kind,
+                                    ts_unit=ts_unit or "s")
+        self.ts_detected = ts_unit is None
+        self.plan = self.plan.with_ts_unit(self._ts_unit(ts_unit))
+
+    @property
+    def ts_note(self) -> str:
+        """How ``ts`` is read, in words: ``"ts (column 'time') read as epoch milliseconds (detected ...)"``."""
+        how = "detected from its values; --ts-unit s, ms, us, ns or iso forces one" if self.ts_detected else "as given"
+        return f"ts (column {self.plan.ts_column!r}) read as {describe_ts_unit(self.plan.ts_unit)} ({how})"
+
+    def _ts_unit(self, given: str | None) -> str:
+        """The unit of ts: ``given``, or detected from the first rows; the first time must read in it."""
+        col = self.plan.ts_column
+        sample: list[tuple[int, Any]] = []
+        rows = self._guarded_rows()
+        try:
+            for n, row, _, _ in rows:
+                if row is not None and row.get(col) is not None:
+                    sample.append((n, row.get(col)))
+                    if len(sample) >= _TS_SAMPLE:
+                        break
+        except CorruptFileError:
+            pass  # the replay reports the damage where it is
+        finally:
+            rows.close()
+        unit = given or detect_ts_unit(v for _, v in sample)
+        if sample:
+            check_ts(sample[0][1], unit, row=sample[0][0], column=col, source=str(self.path),
+                     detected=given is None)
+        return unit
 
     def __repr__(self) -> str:
         return f"EventFile({str(self.path)!r}, fmt={self.fmt!r}, order={self.order!r})"
@@ -372,36 +411,6 @@ class EventFile:
 
     def _empty(self) -> FileBatch:
         return FileBatch(events=[], rows=[], dead=[], extras={c: [] for c in self.extra_columns})
-
-
-def read_entity_labels(path: str | os.PathLike[str]) -> dict[str, int]:
-    """Read an ``entity,label`` CSV (extra columns ignored) into ``{entity: 0 or 1}``.
-
-    Raises ValueError naming the line for a missing column, an empty entity, a
-    label other than 0/1 (``true``/``false``/``1.0`` accepted) or an entity
-    listed twice with different labels.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such entity label file: {str(path)!r}")
-    out: dict[str, int] = {}
-    with _open_text(path) as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        if "entity" not in cols or "label" not in cols:
-            raise ValueError(f"{path}: expected columns 'entity' and 'label', found {cols}")
-        for rec in reader:
-            line = reader.line_num
-            entity, text = rec.get("entity"), rec.get("label")
-            if not entity:
-                raise ValueError(f"{path}: line {line}: empty entity")
-            label = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}.get((text or "").strip().lower())
-            if label is None:
-                raise ValueError(f"{path}: line {line}: label of {entity!r} must be 0 or 1, got {text!r}")
-            if out.get(entity, label) != label:
-                raise ValueError(f"{path}: line {line}: entity {entity!r} is labelled both {out[entity]} and {label}")
-            out[entity] = label
-    return out
 
 
 def pace(batches: Iterable[FileBatch], rate: float | None = None, *,

@@ -147,7 +147,7 @@ def test_replay_writes_alerts_and_entity_risk_matching_evaluate(workspace, evalu
     ("kind=type", "knd=type", "unknown field 'knd'"),
     ("kind=type", "kind=typo", "column 'typo' (mapped to kind) is not in the file"),
     ("kind=type", "kind", "bad mapping item 'kind'"),
-    (",kind=type", "", "no column for required field 'kind'"),
+    ("ts=time,", "", "no column for required field 'ts'"),
 ])
 def test_bad_mapping_exits_2_with_one_clear_line(workspace, tmp_path, capsys, command, old, new, needle):
     assert old in workspace.map

@@ -68,10 +68,12 @@ def test_entity_labels_round_trip_and_errors(tmp_path, small_sim):
     assert write_entity_labels(small_sim.entity_labels, path) == len(small_sim.entity_labels)
     assert read_entity_labels(path) == small_sim.entity_labels
     cases = {
-        "entity,score\na,1\n": "expected columns 'entity' and 'label'",
-        "entity,label\na,2\n": "line 2: label of 'a' must be 0 or 1, got '2'",
-        "entity,label\na,1\nb,0\na,0\n": "line 4: entity 'a' is labelled both 1 and 0",
+        "a,b,c\nx,1,2\n": "cannot tell which columns hold the entity id and the label among 'a', 'b', 'c'; "
+                            "name them with --entity-map",
+        "entity,label\na,2\n": "line 2: label '2' of 'a' is not a label: labels must be binary: 0/1, -1/1",
+        "entity,label\na,1\nb,0\na,0\n": "line 4: entity 'a' is labelled both '1' and '0'",
         "entity,label\n,1\n": "line 2: empty entity",
+        "entity,label\na,1\nb,0\nc,-1\n": "the labels mix 0 and -1",
     }
     for text, match in cases.items():
         path.write_text(text)
@@ -93,9 +95,9 @@ def test_mapping_with_renamed_columns_csv(tmp_path):
     events, rows, dead, extras = _read_all(f)
     assert dead == [] and rows == [0, 1]
     assert events == [
-        Event(id="row-0", ts=1704067200.0, src="A", dst="B", kind="PAYMENT", amount=10.5, label=0,
+        Event(id=events[0].id, ts=1704067200.0, src="A", dst="B", kind="PAYMENT", amount=10.5, label=0,
               attrs={"country": "GB"}),
-        Event(id="row-1", ts=1704067260.0, src="A", dst="C", kind="TRANSFER", amount=99.0, label=1,
+        Event(id=events[1].id, ts=1704067260.0, src="A", dst="C", kind="TRANSFER", amount=99.0, label=1,
               attrs={"country": "FR"}),
     ]
     assert extras == {"fraud_kind": [None, "ato"]}
@@ -153,7 +155,7 @@ def test_bad_csv_rows_become_dead_letters(tmp_path):
     assert events[1].amount is None and events[1].label == 1
     got = [(d.index, d.category, d.reason) for d in dead]
     assert got == [
-        (1, "wrong_type", "Expected `float`, got `str` - at `$.ts`"),
+        (1, "wrong_type", "ts 'yesterday' is not a number (epoch seconds) or an ISO-8601 date time - at `$.ts`"),
         (2, "missing_field", "Object missing required field `src`"),
         (3, "malformed_record", "line 5 has 5 fields, the header has 7"),
         (4, "invalid_value", "Expected `int` <= 1 - at `$.label`"),
