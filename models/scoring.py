@@ -10,7 +10,7 @@ Components, each in [0, 1] and reported separately by ``evaluate`` (ablation):
 ``tgn_risk`` (supervised event-risk decoder) and ``tgn_link`` (link surprise,
 1 - P(interaction), self-supervised), and with a supervised head ``head``
 (``models.head``: gradient-boosted trees over the squashed features and the graph
-features of ``models.graph_features``, :data:`HEAD_INPUTS`). The final score is a
+features of ``features.graph``, :data:`HEAD_INPUTS`). The final score is a
 logistic stack of (some of) the components' logits, fitted on held-out events by
 ``riskgraph train`` (:func:`fit_combiner`); without a fitted stack it is the
 detector's score, or the mean of the available components.
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from riskgraph.features.catalogue import FEATURE_NAMES, N_FEATURES
-from riskgraph.models.graph_features import GRAPH_FEATURE_NAMES, amount_from_unit, graph_features
+from riskgraph.features.graph import GRAPH_FEATURE_NAMES, amount_from_unit, graph_features
 from riskgraph.models.hst import HalfSpaceTrees, References
 from riskgraph.models.policy import AlertPolicy
 

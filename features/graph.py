@@ -66,7 +66,7 @@ _NEVER = float(NEVER_LOG_S)
 _LOG_AMOUNT, _HAS_AMOUNT = FEATURE_INDEX["log_amount"], FEATURE_INDEX["has_amount"]
 _LOG_AMOUNT_SPEC = FEATURES[_LOG_AMOUNT]
 if _LOG_AMOUNT_SPEC.squash != "signed":  # pragma: no cover - guards edits of the catalogue
-    raise RuntimeError("models.graph_features inverts the 'signed' squash of log_amount")
+    raise RuntimeError("features.graph inverts the 'signed' squash of log_amount")
 
 
 def amount_from_unit(unit: np.ndarray) -> np.ndarray:
