@@ -43,6 +43,7 @@ from riskgraph.features.catalogue import (AMOUNT_MAX, FAN_WINDOW_S, FEATURE_NAME
 from riskgraph.features.checks import as_float_array, as_index_array, as_out_array, check_table, refresh_stale_cache
 from riskgraph.features.layout import HALF_LIVES, IN, OUT, RING, Acc, NodeArrays
 from riskgraph.features.prefetch import prefetch
+from riskgraph.features.rings import SOURCE_DIGEST, held, next_column
 
 # Column constants frozen into the kernels (see ``refresh_stale_cache`` for layout edits).
 _OUT_CNT, _IN_CNT, _OUT_AMT, _IN_AMT = int(Acc.OUT_CNT_0), int(Acc.IN_CNT_0), int(Acc.OUT_AMT_0), int(Acc.IN_AMT_0)
@@ -72,16 +73,17 @@ if _ROW_ORDER != FEATURE_NAMES:
     raise RuntimeError("features.kernels._write_row and catalogue.FEATURES disagree on the feature order")
 #: Events ahead whose node rows are prefetched (2..16 measured alike).
 _AHEAD = 4
+_RINGS = SOURCE_DIGEST  # the ring arithmetic inlined from features.rings
 _LAYOUT = (_OUT_CNT, _IN_CNT, _OUT_AMT, _IN_AMT, _DECAY_TS, _LAST_OUT, _LAST_IN, _FIRST, _AMT_N, _AMT_MEAN,
            _AMT_M2, _N_OUT, _N_IN, _RING, _OUT, _IN, _K0, _K1, _K2, _BURST_SCALE, _NEVER, _WINDOW, _ZMIN,
-           _ZFLOOR, _NF, _AHEAD)
+           _ZFLOOR, _NF, _AHEAD, _RINGS)
 
 
 @njit(cache=True)
 def _baked_layout() -> tuple:
     return (_OUT_CNT, _IN_CNT, _OUT_AMT, _IN_AMT, _DECAY_TS, _LAST_OUT, _LAST_IN, _FIRST, _AMT_N, _AMT_MEAN,
             _AMT_M2, _N_OUT, _N_IN, _RING, _OUT, _IN, _K0, _K1, _K2, _BURST_SCALE, _NEVER, _WINDOW, _ZMIN,
-            _ZFLOOR, _NF, _AHEAD)
+            _ZFLOOR, _NF, _AHEAD, _RINGS)
 
 
 @njit(cache=True)
@@ -111,9 +113,9 @@ def _log_since(then: float, t: float, never: float) -> float:
 @njit(cache=True)
 def _ring_scan(nbrs: np.ndarray, tss: np.ndarray, dirs: np.ndarray, k: int, t: float, want_dir: int,
                other: int, all_too: bool) -> tuple:
-    """Over the first ``k`` entries of one node's ring: (0 if ``other`` is among them else 1,
-    distinct neighbours of entries with direction ``want_dir`` at most _WINDOW old at ``t``,
-    distinct neighbours of all entries, counted only when ``all_too``).
+    """Over the first ``k`` columns of one node's ring (those holding entries, ``features.rings.held``):
+    (0 if ``other`` is among them else 1, distinct neighbours of entries with direction ``want_dir``
+    at most _WINDOW old at ``t``, distinct neighbours of all entries, counted only when ``all_too``).
 
     Bitmasks over the (at most 16) entries keep the pairwise comparisons branch-free, which
     beats both a list of distinct values and a small hash table on full rings.
@@ -173,11 +175,14 @@ def _write_row(acc, ring_nbr, ring_ts, ring_dir, ring_n, s, d, dst_id, t, la, ro
             std = math.sqrt(max(acc[s, _AMT_M2] / (nh - 1.0), 0.0))
             z = (la - acc[s, _AMT_MEAN]) / max(std, _ZFLOOR)
         row[14], row[15], row[16] = z, la, 1.0
-    absent, fan_out, distinct = _ring_scan(ring_nbr[s], ring_ts[s], ring_dir[s], min(ring_n[s], _RING), t,
-                                           _OUT, dst_id, True)
+    # counts do not depend on the order of the entries: scan the columns that hold one in
+    # column order (walking them newest first with features.rings.newest_first, as the
+    # readers of a ring in time do, makes this kernel markedly slower)
+    absent, fan_out, distinct = _ring_scan(ring_nbr[s], ring_ts[s], ring_dir[s], held(ring_n[s]), t, _OUT,
+                                           dst_id, True)
     row[17] = absent
     row[18] = fan_out
-    row[19] = _ring_scan(ring_nbr[d], ring_ts[d], ring_dir[d], min(ring_n[d], _RING), t, _IN, -1, False)[1]
+    row[19] = _ring_scan(ring_nbr[d], ring_ts[d], ring_dir[d], held(ring_n[d]), t, _IN, -1, False)[1]
     row[20] = distinct
     row[21] = acc[s, _OUT_CNT] / (1.0 + acc[s, _OUT_CNT + 2] * _BURST_SCALE)
     first = acc[s, _FIRST]
@@ -211,7 +216,7 @@ def _add_event(acc, ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, x, other_id, 
         acc[x, _AMT_N] = nh
         acc[x, _AMT_MEAN] += delta / nh
         acc[x, _AMT_M2] += delta * (la - acc[x, _AMT_MEAN])
-    j = ring_n[x] % _RING
+    j = next_column(ring_n[x])
     ring_nbr[x, j] = other_id
     ring_ts[x, j] = t
     ring_amt[x, j] = a

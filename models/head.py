@@ -1,7 +1,7 @@
 """The supervised head: gradient-boosted trees over an event's features, stored as plain arrays.
 
 The unsupervised detector ranks what is *unusual*; with labels, a supervised model of
-the same 24 features (plus the graph features of ``models.graph_features``) ranks what
+the same 24 features (plus the graph features of ``features.graph``) ranks what
 is *risky* -- far better on the simulated typologies (``riskgraph demo`` prints the
 ablation). Trees suit these inputs: mixed units, flags, heavy tails, thresholds that
 matter (an amount of exactly 1.00, an account seen for the first time).

@@ -10,7 +10,7 @@ Components, each in [0, 1] and reported separately by ``evaluate`` (ablation):
 ``tgn_risk`` (supervised event-risk decoder) and ``tgn_link`` (link surprise,
 1 - P(interaction), self-supervised), and with a supervised head ``head``
 (``models.head``: gradient-boosted trees over the squashed features and the graph
-features of ``models.graph_features``, :data:`HEAD_INPUTS`). The final score is a
+features of ``features.graph``, :data:`HEAD_INPUTS`). The final score is a
 logistic stack of (some of) the components' logits, fitted on held-out events by
 ``riskgraph train`` (:func:`fit_combiner`); without a fitted stack it is the
 detector's score, or the mean of the available components.
@@ -27,20 +27,19 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from riskgraph.features.catalogue import FEATURE_NAMES, N_FEATURES
-from riskgraph.models.graph_features import GRAPH_FEATURE_NAMES, amount_from_unit, graph_features
+from riskgraph.features.graph import GRAPH_FEATURE_NAMES, amount_from_unit, graph_features
 from riskgraph.models.hst import HalfSpaceTrees, References
 from riskgraph.models.policy import AlertPolicy
 
 if TYPE_CHECKING:  # torch stays out of the import path of detector-only models
     from riskgraph.models.head import TreeHead
     from riskgraph.models.tgn.runtime import TGNRuntime
-    from riskgraph.state.store import GraphStore
+    from riskgraph.state.batch import BatchRows
 
 #: Policy of a model nobody calibrated yet: start at a threshold typical of Half-Space
 #: Trees' scores and let the online quantile tracker settle it at a 1 % alert rate.
@@ -66,9 +65,11 @@ class Scored:
 
 @dataclass(frozen=True)
 class BatchContext:
-    """What a graph model needs of the batch beyond its feature rows."""
+    """What a graph model needs of the batch beyond its feature rows: the batch's rows in the
+    store (``state.batch``: the table as it is now, and neighbour rows on demand) and its events'
+    ends and times."""
 
-    store: "GraphStore"
+    rows: "BatchRows"
     src_slot: np.ndarray
     dst_slot: np.ndarray
     ts: np.ndarray
@@ -173,15 +174,16 @@ class ScoringModel:
 
     def head_inputs(self, unit: np.ndarray, ctx: BatchContext) -> np.ndarray:
         """The head's input rows (float64[n, len(HEAD_INPUTS)]): squashed features, then graph features."""
-        g = graph_features(ctx.store.table, ctx.src_slot, ctx.dst_slot, ctx.ts, amount_from_unit(unit))
+        g = graph_features(ctx.rows.table, ctx.src_slot, ctx.dst_slot, ctx.ts, amount_from_unit(unit))
         return np.concatenate([np.asarray(unit, np.float64), g], axis=1)
 
     def score(self, unit: np.ndarray, *, learn: bool = True, ctx: BatchContext | None = None) -> Scored:
         """Scores of each row of squashed features, learning from them when ``learn``.
 
-        With a TGN, ``ctx`` is required: the runtime reads memory and neighbours from the
-        store's table, scores, then writes the batch ends' new memory into their rows.
-        The head's graph features read the same table's rings first.
+        With a TGN, ``ctx`` is required: the runtime reads memory and neighbours through the
+        batch's rows (``ctx.rows``, which loads neighbour rows on demand), scores, then writes
+        the batch ends' new memory into their rows. The head's graph features read the same
+        table's rings first.
         """
         refs = None
         traced = getattr(self.detector, "score_learn_many_traced", None)
@@ -195,21 +197,19 @@ class ScoringModel:
         nbrs = attn = None
         if self.head is not None or (self.recorder is not None and ctx is not None):
             if ctx is None:
-                raise ValueError("a supervised head needs the batch context (store and slots)")
+                raise ValueError("a supervised head needs the batch context (its rows and slots)")
             x = self.head_inputs(unit, ctx)
             if self.recorder is not None:
                 self.recorder.append(x)
         if self.tgn is not None:
             if ctx is None:
-                raise ValueError("a TGN model needs the batch context (store and slots)")
-            store = ctx.store
-            lead_of = None
-            if store.mem_cache_capacity:  # neighbours' memory: resident rows, else the compact cache
-                width, flag = self.tgn.lead_columns
-                lead_of = partial(store.peek_lead, width=width, flag=flag)
-            out = self.tgn.score_batch(store.table, ctx.src_slot, ctx.dst_slot, ctx.ts, unit, store.peek_slots,
+                raise ValueError("a TGN model needs the batch context (its rows and slots)")
+            rows = ctx.rows
+            # neighbours' memory: resident rows, else the store's compact cache (if it keeps one)
+            lead_of = rows.lead_reader(*self.tgn.lead_columns)
+            out = self.tgn.score_batch(rows.table, ctx.src_slot, ctx.dst_slot, ctx.ts, unit, rows.peek,
                                        lead_of=lead_of)
-            self.tgn.update_batch(store.table, out)  # peek_slots may have grown the table: read it again
+            self.tgn.update_batch(rows.table, out)
             comps["tgn_risk"] = out.risk
             comps["tgn_link"] = out.link_surprise
             nbrs, attn = out.top_ids, out.top_attn

@@ -82,6 +82,8 @@ class RowCache:
         self._slot_by_id = np.full(_INITIAL_ROWS, -1, np.int32)
         self._tick = 0
         self.n_evicted = 0
+        #: Times the dirty set was cleared (commits): slots handed out before may be evicted since.
+        self.generation = 0
 
     @property
     def n_resident(self) -> int:
@@ -144,6 +146,7 @@ class RowCache:
         for part in self._dirty_parts:
             self._dirty[part] = False
         self._dirty_parts = []
+        self.generation += 1
 
     # -- slots ------------------------------------------------------------
 

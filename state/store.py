@@ -46,6 +46,7 @@ from rocksdict import (
 
 from riskgraph.features.layout import NodeArrays, init_rows
 from riskgraph.state.affinity import ThreadPinner
+from riskgraph.state.batch import BatchRows
 from riskgraph.state.cache import RowCache
 from riskgraph.state.gather import gather_lead
 from riskgraph.state.memcache import MemCache
@@ -353,8 +354,14 @@ class GraphStore:
 
     @property
     def table(self) -> NodeArrays:
-        """The hot node table. Re-read it after :meth:`slots`/:meth:`peek_slots` (it may grow)."""
+        """The hot node table. Loading rows may grow it, which replaces its arrays: a micro-batch
+        works through :meth:`batch`, whose handle reads the table at each use."""
         return self._rows.table
+
+    @property
+    def commits(self) -> int:
+        """Commits since the store was opened (a :class:`~riskgraph.state.batch.BatchRows` ends at the next)."""
+        return self._rows.generation
 
     @property
     def node_count(self) -> int:
@@ -384,6 +391,12 @@ class GraphStore:
         """
         self._check_open()
         return self._rows.lookup(self._ids.check_ids(ids), mark_dirty=True)
+
+    def batch(self, ids: np.ndarray) -> BatchRows:
+        """The rows of one micro-batch's nodes ``ids``, loaded and marked for the next commit
+        (:meth:`slots`), behind a handle that always reads the current table (``state.batch``)."""
+        slots = self.slots(ids)
+        return BatchRows(self, ids, slots, self.commits)
 
     def peek_slots(self, ids: np.ndarray) -> np.ndarray:
         """Table slots of ``ids`` for reading only (valid until the next slots/peek_slots call).

@@ -3,7 +3,9 @@
 ``Engine.process`` is the whole per-batch pipeline of ARCHITECTURE.md:
 
 1. decode + validate      (``streams.events``; bad records become dead letters)
-2. load node state        (``state.store.GraphStore``: ids, hot rows from RocksDB)
+2. load node state        (``state.store.GraphStore``: ids, then the batch's rows from RocksDB
+                           behind one handle, ``state.batch.BatchRows``, that every later
+                           stage reads and writes through)
 3. features               (``features.kernels``: one numba pass, updates rows in place)
 4. score                  (``models.scoring.ScoringModel``: detector, later TGN)
 5. decide + explain       (``models.policy.AlertPolicy``; reasons from contributions)
@@ -42,10 +44,12 @@ from riskgraph.features.catalogue import FEATURE_NAMES, N_FEATURES
 from riskgraph.features.kernels import compute_features
 from riskgraph.features.risk import update_entity_risk
 from riskgraph.features.unit import to_unit
-from riskgraph.features.layout import Acc
+from riskgraph.features.layout import RING, Acc
+from riskgraph.features.rings import newest_first
 from riskgraph.models.hst import StateMismatchError
 from riskgraph.models.policy import AlertPolicy, alert_id
 from riskgraph.models.scoring import HEAD_INPUTS, BatchContext, ScoringModel, Scored
+from riskgraph.state.batch import BatchRows
 from riskgraph.state.store import GraphStore
 from riskgraph.streams.alerts import Alert
 from riskgraph.streams.events import DLQ_RAW_MAX_BYTES, MAX_EVENT_BYTES, DeadLetter, Event, decode_batch, dead_letter, encode
@@ -246,30 +250,27 @@ class Engine:
         ext.extend(e.dst for e in events)
 
         ta = time.perf_counter()
-        store = self.store
-        ids = store.resolve(ext)
-        slots = store.slots(ids)  # may grow the table: read store.table only after this
-        table = store.table
+        ids = self.store.resolve(ext)
+        rows = self.store.batch(ids)
         src_id, dst_id = ids[:n], ids[n:]
-        src_slot, dst_slot = slots[:n], slots[n:]
+        src_slot, dst_slot = rows.slots[:n], rows.slots[n:]
         tb = time.perf_counter()
         timings["state"] = tb - ta
 
-        raw = compute_features(table, src_slot, dst_slot, src_id, dst_id, ts, amount)
+        raw = compute_features(rows.table, src_slot, dst_slot, src_id, dst_id, ts, amount)
         unit = to_unit(raw)
         tc = time.perf_counter()
         timings["features"] = tc - tb
 
-        ctx = BatchContext(store, src_slot, dst_slot, ts) if self.model.tgn is not None else None
+        ctx = BatchContext(rows, src_slot, dst_slot, ts) if self.model.tgn is not None else None
         scored = self.model.score(unit, learn=self.learn, ctx=ctx)
-        table = store.table  # a graph model may have loaded neighbour rows (and grown the table)
         scores = scored.scores
         td = time.perf_counter()
         timings["score"] = td - tc
 
-        update_entity_risk(table, src_slot, dst_slot, ts, scores)
-        decision = self.policy.decide(scores, ts, src_slot, table.acc[:, Acc.LAST_ALERT_TS])
-        alerts = self._alerts(events, decision, scored, unit, raw, received, src_slot, dst_slot)
+        update_entity_risk(rows.table, src_slot, dst_slot, ts, scores)
+        decision = self.policy.decide(scores, ts, src_slot, rows.table.acc[:, Acc.LAST_ALERT_TS])
+        alerts = self._alerts(events, decision, scored, unit, raw, received, rows, src_slot, dst_slot)
         te = time.perf_counter()
         timings["decide"] = te - td
 
@@ -288,7 +289,7 @@ class Engine:
             timings=timings,
         )
 
-    def _alerts(self, events, decision, scored: Scored, unit, raw, received: float,
+    def _alerts(self, events, decision, scored: Scored, unit, raw, received: float, rows: BatchRows,
                 src_slot: np.ndarray, dst_slot: np.ndarray) -> list[Alert]:
         if len(decision.idx) == 0:
             return []
@@ -305,7 +306,8 @@ class Engine:
                 contrib = self.model.contributions(unit[i], scored.reference(i))
                 reasons = self.policy.reasons(contrib, FEATURE_NAMES, raw[i], k=self.reasons_k)
             if scored.neighbours is not None:
-                reasons.extend(self._neighbour_reasons(scored, i, (int(src_slot[i]), int(dst_slot[i])), ev.ts))
+                reasons.extend(self._neighbour_reasons(rows, scored, i, (int(src_slot[i]), int(dst_slot[i])),
+                                                       ev.ts))
             aid = alert_id(ev.id, version)
             if self._sent is not None:
                 self._sent.add(bytes.fromhex(aid), _ALERT_RECORD.pack(float(scores[i]), ev.ts) + version.encode())
@@ -367,19 +369,23 @@ class Engine:
         self._uncommitted = max(self._uncommitted, 1)
         self.flush()
 
-    def _neighbour_reasons(self, scored: Scored, i: int, slots: tuple[int, int], ts: float) -> list[dict]:
-        """The temporal neighbours that carried the most attention, for each end of event i."""
+    @staticmethod
+    def _neighbour_reasons(rows: BatchRows, scored: Scored, i: int, slots: tuple[int, int], ts: float) -> list[dict]:
+        """The temporal neighbours that carried the most attention, for each end of event i,
+        with the time of their last interaction before it."""
         out = []
-        table = self.store.table
+        table = rows.table
+        cols = np.empty(RING, np.int64)
         for side, name in ((0, "src"), (1, "dst")):
-            ids = scored.neighbours[i, side]
-            for nid, w in zip(ids.tolist(), scored.attention[i, side].tolist()):
+            s = slots[side]
+            m = newest_first(table.ring_nbr, table.ring_ts, table.ring_n, s, ts, RING, cols)
+            nbrs, times = table.ring_nbr[s, cols[:m]], table.ring_ts[s, cols[:m]]
+            for nid, w in zip(scored.neighbours[i, side].tolist(), scored.attention[i, side].tolist()):
                 if nid < 0:
                     continue
-                ring = table.ring_nbr[slots[side]]
-                times = table.ring_ts[slots[side]][(ring == nid) & (table.ring_ts[slots[side]] < ts)]
-                out.append({"neighbour_of": name, "entity": self.store.external_id(nid),
-                            "time": float(times.max()) if times.size else None, "attention": round(float(w), 4)})
+                seen = times[nbrs == nid]
+                out.append({"neighbour_of": name, "entity": rows.external_id(nid),
+                            "time": float(seen.max()) if seen.size else None, "attention": round(float(w), 4)})
         return out
 
     def commit_if_due(self) -> bool:

@@ -24,12 +24,20 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from riskgraph.features.checks import refresh_stale_cache
 from riskgraph.features.layout import RING, NodeArrays
 from riskgraph.features.prefetch import prefetch
+from riskgraph.features.rings import SOURCE_DIGEST, held, newest_column, older_than
 
 #: Queries ahead whose ring rows are prefetched (the rows are random in a table that may
 #: be far larger than the CPU caches).
 _AHEAD = 8
+_LAYOUT = (_AHEAD, SOURCE_DIGEST)
+
+
+@njit(cache=True)
+def _baked_layout() -> tuple:
+    return (_AHEAD, SOURCE_DIGEST)
 
 
 @dataclass
@@ -63,9 +71,9 @@ def _select_recent(ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, slots, ts, ids
         s = slots[q]
         n = ring_n[s]
         got = 0
-        for back in range(min(n, ring)):
-            c = (n - 1 - back) % ring
-            if ring_nbr[s, c] >= 0 and ring_ts[s, c] < ts[q]:
+        for back in range(held(n)):
+            c = newest_column(n, back)
+            if older_than(ring_nbr, ring_ts, s, c, ts[q]):
                 ids[q, got] = ring_nbr[s, c]
                 out_ts[q, got] = ring_ts[s, c]
                 amt[q, got] = ring_amt[s, c]
@@ -112,3 +120,6 @@ def recent_neighbours(table: NodeArrays, slots: np.ndarray, ts: np.ndarray, k: i
                    slots, ts, out.ids, out.ts, out.amt, out.dir, out.col)
     np.greater_equal(out.ids, 0, out=out.valid)
     return out
+
+
+refresh_stale_cache(_baked_layout, _LAYOUT, (_select_recent,))

@@ -55,8 +55,10 @@ from riskgraph.features.layout import NodeArrays
 from riskgraph.models.tgn.model import AS_DESTINATION, AS_SOURCE, NO_MESSAGE, TGN, ring_edge_attr
 from riskgraph.models.tgn.neighbours import Neighbours, recent_neighbours
 
-#: Maps internal node ids to their rows in the table (-1: not resident). The graph store
-#: provides one (``peek_slots``); an in-memory table whose slots are the ids uses identity.
+#: Maps internal node ids to their rows in the table (-1: not resident). A micro-batch's
+#: rows in the graph store provide one (``state.batch.BatchRows.peek``), which loads missing
+#: rows and may grow the table in place (new arrays, same ``NodeArrays``): the runtime reads
+#: the table's arrays only after it. An in-memory table whose slots are the ids uses identity.
 SlotsOf = Callable[[np.ndarray], np.ndarray]
 #: Optional: the memory of internal node ids read only (temporal neighbours), as
 #: ``(lead, whole, rows)``: ``lead`` float32[n, mem_dim] the leading ``mem_dim`` columns of
@@ -168,10 +170,9 @@ class TGNRuntime:
     def neighbour_ids(self, table: NodeArrays, src_slot: np.ndarray, dst_slot: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """Distinct internal ids of the temporal neighbours scoring this batch will read.
 
-        ``slots_of`` must find their rows when the batch is scored. The graph store's
-        ``peek_slots`` loads what is missing (and may grow the table in place, which
-        the runtime allows for); a slot function that only looks up resident rows
-        needs these loaded first.
+        ``slots_of`` must find their rows when the batch is scored. A batch's
+        ``BatchRows.peek`` loads what is missing (see :data:`SlotsOf`); a slot function
+        that only looks up resident rows needs these loaded first.
         """
         q = np.concatenate([np.asarray(src_slot), np.asarray(dst_slot)])
         nb = recent_neighbours(table, q, np.tile(np.asarray(ts, np.float64), 2), self.model.config.k)
@@ -215,7 +216,7 @@ class TGNRuntime:
     def _resolve(slots_of: SlotsOf, ids: np.ndarray, table: NodeArrays) -> np.ndarray:
         """Slots of distinct ``ids``, or a clear error if ``slots_of`` cannot find them."""
         s = np.asarray(slots_of(ids))
-        capacity = table.capacity  # after the call: loading the rows may have grown the table
+        capacity = table.capacity  # after the call (see SlotsOf)
         if s.shape != ids.shape or (s.size and not np.issubdtype(s.dtype, np.integer)):
             raise ValueError(f"slots_of must return one integer slot per id, got {s.dtype} {s.shape} "
                              f"for {ids.shape[0]} ids")
@@ -255,13 +256,13 @@ class TGNRuntime:
         nbr_ids, nbr_inv = np.unique(nb.ids[nb.valid], return_inverse=True)
         q_u, q_inv = np.unique(q_slot, return_inverse=True)
         if lead_of is None:
-            nbr_slots = self._resolve(slots_of, nbr_ids, table)  # first: loading rows may grow the table's arrays
+            nbr_slots = self._resolve(slots_of, nbr_ids, table)  # before reading table.mem (see SlotsOf)
             rows = np.concatenate([table.mem[q_u], table.mem[nbr_slots]])
             self._check_rows(rows, q_u, nbr_ids, np.arange(nbr_ids.shape[0]))
             memory = model.apply_pending(torch.from_numpy(rows).to(dev))
         else:  # neighbours' memory only, plus whole rows where a message is pending
             lead, whole, whole_rows = self._neighbour_lead(nbr_ids, lead_of)
-            rows = np.concatenate([table.mem[q_u], whole_rows])  # the table after lead_of: it may have grown
+            rows = np.concatenate([table.mem[q_u], whole_rows])
             self._check_rows(rows, q_u, nbr_ids, whole)
             folded = model.apply_pending(torch.from_numpy(rows).to(dev))
             nbr_mem = torch.from_numpy(lead).to(dev)

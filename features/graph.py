@@ -21,9 +21,9 @@ same node table the TGN reads its temporal neighbours from:
 * ``dst_out_n`` -- the receiver's earlier outflows in its ring (a fresh cash-out account: 0).
 
 Only ring entries strictly older than the event count (as for the TGN's neighbours,
-``models.tgn.neighbours``): the Engine writes a batch's interactions into the rings
-before scoring it, so this excludes the event itself and everything after it. Like the
-TGN's neighbour sets, the features of a node with more than ``RING`` interactions
+``models.tgn.neighbours``; both walk the rings with ``features.rings``): the Engine
+writes a batch's interactions into the rings before scoring it, so this excludes the
+event itself and everything after it. Like the TGN's neighbour sets, the features of a node with more than ``RING`` interactions
 inside one micro-batch depend on where the batch is cut (the ring then no longer
 holds all of its older entries). Work per event is bounded: two rings of ``RING``.
 
@@ -49,8 +49,9 @@ import numpy as np
 from numba import njit
 
 from riskgraph.features.catalogue import FEATURE_INDEX, FEATURES, NEVER_LOG_S
-from riskgraph.features.checks import check_table
+from riskgraph.features.checks import check_table, refresh_stale_cache
 from riskgraph.features.layout import IN, RING, NodeArrays
+from riskgraph.features.rings import SOURCE_DIGEST, held, newest_column, older_than
 
 GRAPH_FEATURE_NAMES: tuple[str, ...] = (
     "src_log_since_in", "src_in_match", "src_out_over_in_1d", "src_fan_in_3d", "src_in_share",
@@ -61,12 +62,18 @@ N_GRAPH_FEATURES: int = len(GRAPH_FEATURE_NAMES)
 #: Cap of the log amount ratios (|log| of e**5 ~ 150x).
 MATCH_CAP: float = 5.0
 _DAY = 86400.0
-_IN = int(IN)
+_IN, _RING = int(IN), int(RING)
 _NEVER = float(NEVER_LOG_S)
 _LOG_AMOUNT, _HAS_AMOUNT = FEATURE_INDEX["log_amount"], FEATURE_INDEX["has_amount"]
 _LOG_AMOUNT_SPEC = FEATURES[_LOG_AMOUNT]
 if _LOG_AMOUNT_SPEC.squash != "signed":  # pragma: no cover - guards edits of the catalogue
-    raise RuntimeError("models.graph_features inverts the 'signed' squash of log_amount")
+    raise RuntimeError("features.graph inverts the 'signed' squash of log_amount")
+_LAYOUT = (_IN, _RING, _NEVER, MATCH_CAP, _DAY, SOURCE_DIGEST)
+
+
+@njit(cache=True)
+def _baked_layout() -> tuple:
+    return (_IN, _RING, _NEVER, MATCH_CAP, _DAY, SOURCE_DIGEST)
 
 
 def amount_from_unit(unit: np.ndarray) -> np.ndarray:
@@ -101,8 +108,7 @@ def _add_distinct(seen, n, value):
 
 @njit(cache=True)
 def _graph_features(ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, src_slot, dst_slot, ts, amount, out):
-    ring = ring_nbr.shape[1]
-    seen = np.empty(ring, np.int64)
+    seen = np.empty(_RING, np.int64)
     for i in range(ts.shape[0]):
         s, d, t, a = src_slot[i], dst_slot[i], ts[i], amount[i]
         has_a = not math.isnan(a) and a > 0.0
@@ -112,11 +118,11 @@ def _graph_features(ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, src_slot, dst
         match = MATCH_CAP
         in_1d = 0.0
         n_in = 0
-        n_valid = 0
         fan = 0
-        for back in range(min(ring_n[s], ring)):
-            c = (ring_n[s] - 1 - back) % ring
-            if ring_nbr[s, c] < 0 or not ring_ts[s, c] < t:
+        n_valid = 0
+        for back in range(held(ring_n[s])):  # the ring newest first (features.rings)
+            c = newest_column(ring_n[s], back)
+            if not older_than(ring_nbr, ring_ts, s, c, t):
                 continue
             n_valid += 1
             if ring_dir[s, c] != _IN:
@@ -144,9 +150,9 @@ def _graph_features(ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, src_slot, dst
         # -- the receiver's ring
         fan = 0
         n_out = 0
-        for back in range(min(ring_n[d], ring)):
-            c = (ring_n[d] - 1 - back) % ring
-            if ring_nbr[d, c] < 0 or not ring_ts[d, c] < t:
+        for back in range(held(ring_n[d])):
+            c = newest_column(ring_n[d], back)
+            if not older_than(ring_nbr, ring_ts, d, c, t):
                 continue
             if ring_dir[d, c] != _IN:
                 n_out += 1
@@ -178,3 +184,6 @@ def graph_features(table: NodeArrays, src_slot: np.ndarray, dst_slot: np.ndarray
     out = np.empty((n, N_GRAPH_FEATURES), np.float64)
     _graph_features(table.ring_nbr, table.ring_ts, table.ring_amt, table.ring_dir, table.ring_n, s, d, ts, a, out)
     return out
+
+
+refresh_stale_cache(_baked_layout, _LAYOUT, (_add_distinct, _graph_features))
