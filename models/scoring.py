@@ -154,7 +154,7 @@ class ScoringModel:
     @property
     def mem_cache_width(self) -> int | None:
         """Leading columns of the per-node state a store's memory cache needs to keep for
-        this model (its TGN's memory, see ``GraphStore(mem_cache_width=)``); None: no TGN."""
+        this model (its TGN's memory, see ``StoreOptions.mem_cache_width``); None: no TGN."""
         return None if self.tgn is None else int(self.tgn.model.config.mem_dim)
 
     def _fingerprint(self) -> str:

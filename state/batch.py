@@ -15,7 +15,8 @@ the alert reasons) get this handle, never a table of their own:
 
 >>> import tempfile
 >>> from riskgraph.state.store import GraphStore
->>> with GraphStore(tempfile.mkdtemp(), cache_capacity=2) as st:
+>>> from riskgraph.state.options import StoreOptions
+>>> with GraphStore(tempfile.mkdtemp(), StoreOptions(cache_capacity=2)) as st:
 ...     rows = st.batch(st.resolve(["a", "b"]))
 ...     rows.table.acc[rows.slots, 0] = [1.0, 2.0]
 ...     before = rows.table.capacity

@@ -7,10 +7,11 @@ import pytest
 
 from riskgraph.state.batch import BatchOverError
 from riskgraph.state.store import GraphStore
+from riskgraph.state.options import StoreOptions
 
 
 def test_the_handle_reads_the_table_grown_by_loading_neighbours(tmp_path) -> None:
-    with GraphStore(tmp_path / "g", mem_dim=2, cache_capacity=4) as st:
+    with GraphStore(tmp_path / "g", StoreOptions(mem_dim=2, cache_capacity=4)) as st:
         rows = st.batch(st.resolve([f"b{i}" for i in range(4)]))
         rows.table.mem[rows.slots] = np.arange(8, dtype=np.float32).reshape(4, 2)
         held, capacity = rows.table.mem, rows.table.capacity
@@ -24,7 +25,7 @@ def test_the_handle_reads_the_table_grown_by_loading_neighbours(tmp_path) -> Non
 
 
 def test_a_commit_ends_the_batch(tmp_path) -> None:
-    with GraphStore(tmp_path / "g", cache_capacity=2) as st:
+    with GraphStore(tmp_path / "g", StoreOptions(cache_capacity=2)) as st:
         rows = st.batch(st.resolve(["a", "b"]))
         assert len(rows) == 2 and rows.table is st.table
         st.commit()
@@ -37,9 +38,9 @@ def test_a_commit_ends_the_batch(tmp_path) -> None:
 
 
 def test_lead_reader_serves_neighbours_from_the_memory_cache(tmp_path) -> None:
-    with GraphStore(tmp_path / "plain", mem_dim=3) as st:
+    with GraphStore(tmp_path / "plain", StoreOptions(mem_dim=3)) as st:
         assert st.batch(st.resolve(["a"])).lead_reader(2, 2) is None
-    with GraphStore(tmp_path / "cached", mem_dim=3, cache_capacity=1, mem_cache_capacity=8) as st:
+    with GraphStore(tmp_path / "cached", StoreOptions(mem_dim=3, cache_capacity=1, mem_cache_capacity=8)) as st:
         s = st.slots(st.resolve(["a"]))
         st.table.mem[s] = [1.0, 2.0, 0.0]
         st.commit()

@@ -66,7 +66,7 @@ def _score_with_growth(path, model, cache_capacity: int):
         out = scorer.score(unit, ctx=BatchContext(rows, rows.slots[:n], rows.slots[n:], t))
         return rows, out, before
 
-    with GraphStore(path, mem_dim=model.row_width, cache_capacity=cache_capacity) as store:
+    with GraphStore(path, StoreOptions(mem_dim=model.row_width, cache_capacity=cache_capacity)) as store:
         t0 = 0.0
         for _ in range(6):
             s, d = rng.integers(4, 40, 30), rng.integers(4, 40, 30)
