@@ -109,7 +109,7 @@ def use_event_loop(name: str) -> None:
     """Make ``name`` ("uvloop" or "asyncio") the event loop Faust runs on.
 
     uvloop cuts the cost of the tasks and futures Faust creates for every record
-    (about a quarter more events/s per worker, ``benchmarks/bench_kafka.py``).
+    (the measurement: ``benchmarks/README.md``, bench_kafka).
     """
     if name == "asyncio":
         return

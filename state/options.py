@@ -15,8 +15,8 @@ from numbers import Integral
 
 #: Block compression of the store's files. "none" by default: node records are read at
 #: random, one 4 kB block per record, and decompressing that block is most of a read
-#: once the block cache is outgrown; LZ4 saves disk (about a quarter) at that cost
-#: (measured with benchmarks/bench_tgn_scale.py: benchmarks/README.md).
+#: once the block cache is outgrown; LZ4 saves disk at that cost (how much of each:
+#: benchmarks/README.md, bench_tgn_scale).
 COMPRESSIONS = ("none", "lz4")
 
 #: ``StoreOptions.direct_io`` values: "auto" uses direct I/O for flushes and compactions
