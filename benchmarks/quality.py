@@ -295,7 +295,7 @@ def run_dataset(ds: Dataset, args: argparse.Namespace, workdir: Path, say) -> di
         ent_args = ["--entity-labels", ds.entity_labels]
         ent_args += ["--entity-map", ds.entity_map] if ds.entity_map else []
         ent_args += ["--entity-positive", ds.entity_positive] if ds.entity_positive is not None else []
-    riskgraph("evaluate", *ds.file_args(), *model_args, *ent_args, "--eval-fraction", str(eval_fraction),
+    riskgraph("evaluate", *ds.file_args(), *model_args, *ent_args, "--eval-fraction", f"{eval_fraction:.6g}",
               "--out", str(d / "evaluation"), "--no-progress", log=log)
     metrics = json.loads((d / "evaluation" / "metrics.json").read_text())
     if metrics["events_total"] != n:
@@ -384,6 +384,40 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {ds['name']} | {lv} | {mark} | riskgraph | | {_ci(r, 'auc')} | {_ci(r, 'ap')} | "
                              f"{pos} |")
     return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: str | Path) -> None:
+    """AUC with its 90 % interval of the headline score and the best declared baseline, one
+    line per dataset and level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(f"{ds['name']} {lv}", ds[lv]) for ds in result["datasets"] for lv in ("event", "entity") if ds.get(lv)]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.2))
+    seen: set[str] = set()
+    for i, (_, v) in enumerate(rows):
+        pairs = (("riskgraph headline score", v["riskgraph"].get(v["headline"] or "", {}), "tab:blue", -0.12),
+                 ("best declared baseline", v["baselines"].get(v["best_baseline"] or "", {}), "tab:orange", 0.12))
+        for name, r, colour, dy in pairs:
+            if r.get("auc") is None:
+                continue
+            lo, hi = r.get("auc_ci90") or (r["auc"], r["auc"])
+            ax.errorbar(r["auc"], i + dy, xerr=[[r["auc"] - lo], [hi - r["auc"]]], fmt="o", color=colour,
+                        capsize=3, label=None if name in seen else name)
+            seen.add(name)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("AUC (90 % bootstrap interval)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -478,8 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     emit(result, args.out, echo=False)
     if args.out:
         Path(args.out).with_suffix(".md").write_text(markdown(result))
+        plot(result, Path(args.out).with_suffix(".png"))
     print(markdown(result))
-    say(f"wrote {args.out} and {Path(args.out).with_suffix('.md')} in {result['seconds']:.0f}s")
+    say(f"wrote {args.out} and its .md and .png in {result['seconds']:.0f}s")
     return 0
 
 
