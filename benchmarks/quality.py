@@ -450,8 +450,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[Dataset]]:
     p.add_argument("--seeds", default="7,8,9", help="simulator seeds, defaults (7: the seed the defaults were "
                                                      "tuned on); '' for none")
     p.add_argument("--hard-seeds", default="7,8,9", help="simulator seeds, hard preset; '' for none")
-    p.add_argument("--persons", type=int, default=2000, help="simulated persons (merchants: a fifth, ATMs 3 %%)")
-    p.add_argument("--days", type=float, default=7.0, help="simulated days")
+    p.add_argument("--persons", type=int, default=3000, help="simulated persons (merchants: a fifth, ATMs 3 %%)")
+    p.add_argument("--days", type=float, default=10.0, help="simulated days")
     p.add_argument("--split", type=float, default=0.7, help="share of each file's events trained on; the rest "
                                                              "is evaluated (0: no training, evaluate all)")
     p.add_argument("--epochs", type=int, default=2, help="TGN training epochs")
