@@ -37,6 +37,19 @@ moderate transfers (about 250) over 5-10 days, at daytime hours and never two
 within 30 minutes, each to a different new account (``receivers``, label 1),
 from its usual device and country: per-hour velocity looks normal.
 
+``bust_out`` (opt-in: none unless counted or derived, see ``SimConfig.bust_out``) -- an
+established, busier-than-median customer (``sender``, label 1) who behaved normally for
+most of the window, then in its last 30 % spends 6-14 large amounts within one or two
+days: online payments at electronics, airline and lodging merchants (``merchants``,
+label 0) and transfers to 1-3 accounts it never paid (``receivers``, label 1).
+
+Harder variants (``SimConfig.camouflage``, ``SimConfig.late_fraud``; see
+``simulators/TYPOLOGIES.md``) change an incident, not its labels: a *camouflaged*
+incident takes its otherwise fresh accounts (receivers, cash-out accounts) from the
+population, so that they have the history of ordinary customers, and moves its amounts
+and pace towards normal traffic; a *late* incident happens in the last quarter of the
+window and takes its persons among those with at least the median history.
+
 >>> TYPOLOGIES.index("mule_chain"), sorted(MALICIOUS_ROLES["mule_chain"])
 (2, ['cashout', 'collector', 'mules'])
 """
@@ -51,8 +64,11 @@ from riskgraph.simulators import catalog as C
 from riskgraph.simulators.background import EventColumns, World, diurnal_times
 
 TYPOLOGIES: tuple[str, ...] = (
-    "card_testing", "account_takeover", "mule_chain", "collusion_ring", "low_and_slow",
+    "card_testing", "account_takeover", "mule_chain", "collusion_ring", "low_and_slow", "bust_out",
 )
+#: Typologies that are off unless a config asks for them (their count defaults to 0, not
+#: to a share of ``attack_rate``): the default simulation stays what it was.
+OPT_IN: tuple[str, ...] = ("bust_out",)
 #: Roles whose entities get entity label 1; other roles are recorded with label 0.
 MALICIOUS_ROLES: dict[str, tuple[str, ...]] = {
     "card_testing": ("card",),
@@ -60,6 +76,7 @@ MALICIOUS_ROLES: dict[str, tuple[str, ...]] = {
     "mule_chain": ("collector", "mules", "cashout"),
     "collusion_ring": ("members",),
     "low_and_slow": ("sender", "receivers"),
+    "bust_out": ("sender", "receivers"),
 }
 #: Approximate mean number of events per incident (measured over many seeds); used to
 #: turn an attack rate into incident counts.
@@ -69,8 +86,11 @@ EVENTS_PER_INCIDENT: dict[str, float] = {
     "mule_chain": 32.0,
     "collusion_ring": 33.0,
     "low_and_slow": 22.5,
+    "bust_out": 10.0,
 }
 DAY = 86400.0
+#: A late incident starts in the last quarter of the window.
+LATE_START = 0.75
 
 
 @dataclass
@@ -79,6 +99,8 @@ class Draft:
 
     typology: str
     roles: dict[str, list[int]] = field(default_factory=dict)
+    camouflaged: bool = False
+    late: bool = False
 
 
 class Attacks:
@@ -96,11 +118,26 @@ class Attacks:
         self.rows: list[tuple] = []
         self.drafts: list[Draft] = []
         self._first_row = 0
+        # the variant of the next incident (set by the caller, see ``variant``) and the
+        # generator camouflage draws its accounts from: not the typology's, so that a
+        # variant never shifts the random stream of the plain incidents
+        self._camouflaged = False
+        self._late = False
+        self._hard_rng = np.random.default_rng(0)
+        self.median_history = float(np.median(self.history))
 
     # -- bookkeeping ---------------------------------------------------------
+    def variant(self, *, camouflaged: bool, late: bool, rng: np.random.Generator) -> None:
+        """Make the next incident camouflaged and/or late; ``rng`` draws camouflage accounts."""
+        self._camouflaged, self._late, self._hard_rng = camouflaged, late, rng
+
+    @property
+    def camouflaged(self) -> bool:
+        return self.drafts[-1].camouflaged
+
     def begin(self, typology: str) -> Draft:
         self._first_row = len(self.rows)
-        d = Draft(typology)
+        d = Draft(typology, camouflaged=self._camouflaged, late=self._late)
         self.drafts.append(d)
         return d
 
@@ -128,10 +165,19 @@ class Attacks:
         arrays = [np.asarray(c, dtype=t) for c, t in zip(cols, dt)]
         return EventColumns(*arrays)
 
+    def when(self, rng: np.random.Generator, lo: float, hi: float) -> float:
+        """A start time in ``[lo, hi)``; for a late incident in the window's last quarter
+        (or as late as the incident's length allows)."""
+        if self.drafts[-1].late:
+            lo = min(max(lo, self.start + LATE_START * self.days * DAY), hi)
+        return float(rng.uniform(lo, hi))
+
     # -- role sampling -------------------------------------------------------
     def pick(self, rng: np.random.Generator, n: int, role: str, *, min_events: int = 3,
              max_rate: float | None = None, min_rate: float | None = None) -> list[int]:
         """``n`` distinct persons with some history, each used in at most one role overall."""
+        if self.drafts[-1].late:  # late in the entity's life: a long ordinary history first
+            min_events = max(min_events, int(np.ceil(self.median_history)))
         ok = ~self.used & (self.history >= min_events)
         if max_rate is not None:
             ok &= self.w.person_rate <= max_rate
@@ -148,6 +194,16 @@ class Attacks:
         return chosen.tolist()
 
     def fresh(self, kind: str, role: str) -> int:
+        """A new account or device; in a camouflaged incident an account is an unused
+        customer with its own ordinary history instead (a device stays new)."""
+        if kind == "account" and self.drafts[-1].camouflaged:
+            pool = np.flatnonzero(~self.used & (self.history >= 1))
+            if pool.shape[0] == 0:
+                raise ValueError(f"not enough unused persons for camouflaged role {role!r}: raise n_persons")
+            e = int(self._hard_rng.choice(pool))
+            self.used[e] = True
+            self.drafts[-1].roles.setdefault(role, []).append(e)
+            return e
         e = self.w.new_entity(kind)
         self.drafts[-1].roles.setdefault(role, []).append(e)
         return e
@@ -168,8 +224,13 @@ def card_testing(a: Attacks, rng: np.random.Generator) -> None:
     merchants = rng.choice(pool, n, replace=False)
     a.drafts[-1].roles["merchants"] = (a.w.merchant_base + merchants).tolist()
     device = a.w.new_entity("device")
-    t = rng.uniform(a.start, a.end - 3600.0) + np.cumsum(2.0 + rng.exponential(18.0, n))
-    amount = np.where(rng.uniform(size=n) < 1 / 3, 1.0, np.round(rng.uniform(0.5, 3.0, n), 2))
+    if a.camouflaged:  # paced over hours, ordinary tickets of the merchants' categories
+        t = a.when(rng, a.start, max(a.start + 1.0, a.end - 2 * DAY)) + np.cumsum(60.0 + rng.exponential(3600.0, n))
+        cat = a.w.merchant_cat[merchants]
+        amount = np.maximum(0.5, np.round(rng.lognormal(C.CAT_MU[cat], C.CAT_SIGMA[cat]), 2))
+    else:
+        t = a.when(rng, a.start, a.end - 3600.0) + np.cumsum(2.0 + rng.exponential(18.0, n))
+        amount = np.where(rng.uniform(size=n) < 1 / 3, 1.0, np.round(rng.uniform(0.5, 3.0, n), 2))
     for i in range(n):
         m = int(merchants[i])
         a.add(t[i], card, a.w.merchant_base + m, C.KIND_PAYMENT, amount[i], C.CH_ONLINE,
@@ -183,13 +244,18 @@ def account_takeover(a: Attacks, rng: np.random.Generator) -> None:
     device = a.fresh("device", "device")
     foreign = [c for c in range(len(C.COUNTRIES)) if c not in (a.home(victim), C.HOME_COUNTRY)]
     country = int(rng.choice(foreign))
+    if a.camouflaged:  # through a proxy in the victim's own country
+        country = a.home(victim)
     channel = C.CH_WEB if rng.uniform() < 0.5 else C.CH_APP
-    t0 = rng.uniform(a.start + DAY, a.end - 4 * 3600.0)  # a day of history first
+    t0 = a.when(rng, a.start + DAY, a.end - 4 * 3600.0)  # a day of history first
     a.add(t0, victim, device, C.KIND_LOGIN, np.nan, channel, country, device=device)
     n_tx = int(rng.integers(2, 6))
     receivers = [a.fresh("account", "receivers") for _ in range(int(rng.integers(1, min(3, n_tx) + 1)))]
     t = t0 + 120.0 + np.cumsum(60.0 + rng.exponential(600.0, n_tx))
-    amount = np.maximum(500.0, np.round(rng.lognormal(np.log(2500.0), 0.5, n_tx), -1))
+    if a.camouflaged:  # amounts of an ordinary transfer, not a drain
+        amount = np.maximum(20.0, np.round(rng.lognormal(np.log(150.0), 0.5, n_tx), -1))
+    else:
+        amount = np.maximum(500.0, np.round(rng.lognormal(np.log(2500.0), 0.5, n_tx), -1))
     for i in range(n_tx):
         a.add(t[i], victim, receivers[i % len(receivers)], C.KIND_TRANSFER, amount[i], channel,
               country, device=device)
@@ -201,7 +267,7 @@ def mule_chain(a: Attacks, rng: np.random.Generator) -> None:
     collector = a.pick(rng, 1, "collector")[0]
     victims = a.pick(rng, int(rng.integers(8, 17)), "victims", min_events=1)
     window = min(rng.uniform(1.0, 3.0), 0.3 * a.days) * DAY
-    t_first = rng.uniform(a.start, a.end - window - DAY / 2)
+    t_first = a.when(rng, a.start, a.end - window - DAY / 2)
     t_in = diurnal_times(rng, len(victims), t_first, t_first + window, a.start)
     amount = np.maximum(50.0, np.round(rng.lognormal(np.log(600.0), 0.6, len(victims)), -1))
     for v, t, x in zip(victims, t_in, amount):
@@ -209,6 +275,7 @@ def mule_chain(a: Attacks, rng: np.random.Generator) -> None:
         a.add(t, v, collector, C.KIND_TRANSFER, x, ch, a.home(v), device=a.own_device(v))
     # fan-out: a tree of mules, each forwarding within minutes minus a commission
     frontier = [(collector, float(amount.sum()), float(t_in[-1]) + 600.0 + rng.exponential(5400.0))]
+    hold = 6.0 if a.camouflaged else 1.0  # camouflaged mules hold the money for hours, not minutes
     for layer in range(int(rng.integers(2, 4))):
         nxt: list[tuple[int, float, float]] = []
         for m, balance, t in frontier:
@@ -216,14 +283,14 @@ def mule_chain(a: Attacks, rng: np.random.Generator) -> None:
             mules = a.pick(rng, fan, "mules")
             send = balance * (1.0 - rng.uniform(0.02, 0.05))
             for mule, share in zip(mules, rng.dirichlet(np.full(fan, 4.0))):
-                tt = t + 120.0 + rng.exponential(900.0)
+                tt = t + 120.0 + rng.exponential(900.0 * hold)
                 x = round(send * float(share), 2)
                 a.add(tt, m, mule, C.KIND_TRANSFER, x, C.CH_APP, a.home(m), device=a.own_device(m))
                 nxt.append((mule, x, tt))
         frontier = nxt
     for m, balance, t in frontier:
         co = a.fresh("account", "cashout")
-        tt = t + 120.0 + rng.exponential(900.0)
+        tt = t + 120.0 + rng.exponential(900.0 * hold)
         x = round(balance * (1.0 - rng.uniform(0.02, 0.05)), 2)
         a.add(tt, m, co, C.KIND_TRANSFER, x, C.CH_APP, a.home(m), device=a.own_device(m))
         atm = int(rng.integers(0, a.w.n_atms))
@@ -242,9 +309,11 @@ def collusion_ring(a: Attacks, rng: np.random.Generator) -> None:
     members = a.pick(rng, k, "members")
     rounds = int(rng.integers(4, 8))
     span = min(rng.uniform(4.0, 9.0), 0.7 * a.days) * DAY
-    t_first = rng.uniform(a.start, a.end - span - DAY / 4)
+    t_first = a.when(rng, a.start, a.end - span - DAY / 4)
     starts = diurnal_times(rng, rounds, t_first, t_first + span, a.start)
     base = max(500.0, round(rng.lognormal(np.log(3000.0), 0.4), -2))
+    if a.camouflaged:  # the size of an ordinary transfer between friends
+        base = max(10.0, round(base / 3000.0 * 80.0, 1))
     for r, t in enumerate(starts):
         amt = base * rng.uniform(0.97, 1.03)
         hops = t + np.cumsum(300.0 + rng.exponential(1500.0, k))
@@ -267,7 +336,7 @@ def low_and_slow(a: Attacks, rng: np.random.Generator) -> None:
     sender = a.pick(rng, 1, "sender", min_events=5, min_rate=float(q25), max_rate=float(q90))[0]
     n = int(rng.integers(15, 31))
     span = min(rng.uniform(5.0, 10.0), 0.85 * a.days) * DAY
-    t0 = rng.uniform(a.start, a.end - span)
+    t0 = a.when(rng, a.start, a.end - span)
     t = diurnal_times(rng, n, t0, t0 + span, a.start)
     for i in range(1, n):  # never two within 30 minutes: nothing for a velocity rule to catch
         t[i] = max(t[i], t[i - 1] + 1800.0)
@@ -280,10 +349,39 @@ def low_and_slow(a: Attacks, rng: np.random.Generator) -> None:
     a.finish()
 
 
+def bust_out(a: Attacks, rng: np.random.Generator) -> None:
+    a.begin("bust_out")
+    sender = a.pick(rng, 1, "sender", min_events=5, min_rate=float(np.median(a.w.person_rate)))[0]
+    n = int(rng.integers(6, 15))
+    span = rng.uniform(0.5, 1.5) * DAY
+    lo = a.start + 0.7 * a.days * DAY
+    t0 = a.when(rng, min(lo, a.end - span), a.end - span)
+    t = diurnal_times(rng, n, t0, t0 + span, a.start)
+    big = np.flatnonzero(np.isin(np.array([c.name for c in C.CATEGORIES]), ("electronics", "airlines", "lodging")))
+    pool = np.flatnonzero(np.isin(a.w.merchant_cat, big))
+    pool = pool if pool.shape[0] else np.arange(a.w.n_merchants)
+    receivers = [a.fresh("account", "receivers") for _ in range(int(rng.integers(1, 4)))]
+    merchants: list[int] = []
+    for i in range(n):
+        if rng.uniform() < 0.6:
+            m = int(rng.choice(pool))
+            merchants.append(a.w.merchant_base + m)
+            amount = round(float(rng.lognormal(np.log(900.0), 0.5)), 2)
+            a.add(t[i], sender, a.w.merchant_base + m, C.KIND_PAYMENT, amount, C.CH_ONLINE,
+                  a.w.merchant_country[m], a.w.merchant_cat[m], a.own_device(sender))
+        else:
+            amount = float(np.round(rng.lognormal(np.log(1500.0), 0.5), -1))
+            a.add(t[i], sender, receivers[i % len(receivers)], C.KIND_TRANSFER, amount, C.CH_APP, a.home(sender),
+                  device=a.own_device(sender))
+    a.drafts[-1].roles["merchants"] = sorted(set(merchants))
+    a.finish()
+
+
 INJECTORS = {
     "card_testing": card_testing,
     "account_takeover": account_takeover,
     "mule_chain": mule_chain,
     "collusion_ring": collusion_ring,
     "low_and_slow": low_and_slow,
+    "bust_out": bust_out,
 }

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from riskgraph.simulators.transactions import SimConfig, simulate
-from riskgraph.simulators.typologies import MALICIOUS_ROLES, TYPOLOGIES
+from riskgraph.simulators.typologies import MALICIOUS_ROLES, OPT_IN, TYPOLOGIES
 from riskgraph.streams.events import validate
 
 
@@ -94,7 +94,7 @@ def test_entity_labels_follow_roles(small_sim):
 def test_configured_incident_counts(small_sim, small_config):
     cfg = small_config
     got = Counter(inc.typology for inc in small_sim.incidents)
-    assert got == {t: getattr(cfg, t) for t in TYPOLOGIES}
+    assert got == {t: getattr(cfg, t) for t in TYPOLOGIES if getattr(cfg, t)}  # bust_out: opt-in, 0
     assert all(len(inc.event_ids) > 0 for inc in small_sim.incidents)
 
 
@@ -103,7 +103,8 @@ def test_attack_rate_sets_the_share_at_any_size():
     assert 0.01 <= simulate(small).attack_share <= 0.02  # the default 1.4 %, not the reference counts
     r = simulate(dataclasses.replace(small, attack_rate=0.03))
     assert 0.02 < r.attack_share < 0.04
-    assert all(n > 0 for n in r.config.incident_counts().values())
+    assert all(n > 0 for t, n in r.config.incident_counts().items() if t not in OPT_IN)
+    assert r.config.incident_counts()["bust_out"] == 0  # opt-in: the defaults are what they were
     only = simulate(SimConfig(seed=2, n_persons=300, n_merchants=60, days=3, attack_rate=0.0, mule_chain=2))
     assert Counter(inc.typology for inc in only.incidents) == {"mule_chain": 2}
     assert set(only.typology) == {None, "mule_chain"}
