@@ -34,6 +34,11 @@ Z_MIN_HISTORY: int = 3
 #: Floor of the sender's standard deviation of log amounts in the z-score: a sender that
 #: always sends the same amount has std 0, and any change would be an infinite z.
 Z_STD_FLOOR: float = 0.1
+#: Amounts are normalised to ``clip(amount / GOODNESS_SCALE, -1, 1)`` for the REV2-style
+#: fairness/goodness state (``features.layout.Acc.GOOD_SUM``): ratings on -10..10 map onto
+#: [-1, 1]; on payment-like data (all amounts positive and large) every amount saturates at
+#: +1, and goodness then measures how much of a node's history is fairness-weighted.
+GOODNESS_SCALE: float = 10.0
 #: Largest accepted |amount|. Keeps the float32 ring amounts and the decayed sums finite.
 AMOUNT_MAX: float = 1e15
 
