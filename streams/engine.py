@@ -269,6 +269,9 @@ class Engine:
         timings["score"] = td - tc
 
         update_entity_risk(rows.table, src_slot, dst_slot, ts, scores)
+        # the entity model scores every entity the batch touched, from its state after the batch
+        touched = np.unique(rows.slots)
+        rows.table.acc[touched, Acc.ENT_SCORE] = self.model.entity.score(rows.table, touched, float(ts.max()))
         decision = self.policy.decide(scores, ts, src_slot, rows.table.acc[:, Acc.LAST_ALERT_TS])
         alerts = self._alerts(events, decision, scored, unit, raw, received, rows, src_slot, dst_slot)
         te = time.perf_counter()
@@ -308,6 +311,10 @@ class Engine:
             if scored.neighbours is not None:
                 reasons.extend(self._neighbour_reasons(rows, scored, i, (int(src_slot[i]), int(dst_slot[i])),
                                                        ev.ts))
+            acc = rows.table.acc
+            for side, who, slot in (("src", ev.src, src_slot[i]), ("dst", ev.dst, dst_slot[i])):
+                reasons.append({"entity_risk_of": side, "entity": who,
+                                "risk": round(float(acc[int(slot), Acc.ENT_SCORE]), 4)})
             aid = alert_id(ev.id, version)
             if self._sent is not None:
                 self._sent.add(bytes.fromhex(aid), _ALERT_RECORD.pack(float(scores[i]), ev.ts) + version.encode())
