@@ -327,7 +327,8 @@ class GraphStore:
             raise StoreMismatchError(
                 f"state directory {self.path!r} was written by a version of riskgraph that keeps other "
                 f"per-entity state (node layout {layout.decode(errors='replace')}, this one "
-                f"{layout_fingerprint()}): start from an empty state directory (another --state path, or delete this one)")
+                f"{layout_fingerprint()}): start from an empty state directory (another --state path, or "
+                "delete this one)")
         if decode_count(mem_dim) != self.mem_dim:
             raise StoreMismatchError(
                 f"store {self.path!r} was created with mem_dim={decode_count(mem_dim)}, opened with "
