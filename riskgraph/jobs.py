@@ -404,6 +404,7 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
     ent_labels = None if label_file is None else label_file.labels
     model = model or load_scoring_model(settings)
     held_note = None
+    held: set[str] | None = None
     if ent_labels is not None and model.entity.held_out:
         # a trained entity head is measured on the entities it was not fitted on
         held = set(model.entity.held_out)
@@ -435,7 +436,8 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
             shutil.rmtree(tmp, ignore_errors=True)
     metrics = evaluate_run(run, threshold, eval_after=eval_after, eval_fraction=eval_fraction,
                            entity_labels=ent_labels, entity_components=ent_comps,
-                           entities_seen=None if ent_comps is None else ent_comps["entity_risk"].keys(),
+                           entities_seen=None if ent_comps is None else
+                           [e for e in ent_comps["entity_risk"] if held is None or e in held],
                            unlabelled_negative=unlabelled_negative, seed=settings.seed)
     metrics["timestamps"] = ts_note
     if label_file is not None:

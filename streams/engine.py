@@ -8,8 +8,11 @@
                            stage reads and writes through)
 3. features               (``features.kernels``: one numba pass, updates rows in place)
 4. score                  (``models.scoring.ScoringModel``: detector, later TGN)
-5. decide + explain       (``models.policy.AlertPolicy``; reasons from contributions)
-6. update + persist       (entity risk, detector/policy stream state and the input
+5. entity risk + decide  (the decayed event risk of both ends, ``features.risk``; the entity
+                           model's score of every entity the batch touched, ``models.entity``;
+                           ``models.policy.AlertPolicy``; reasons from contributions, then
+                           both ends' entity risk)
+6. persist                (node rows, detector/policy stream state and the input
                            position, all in one RocksDB write batch)
 
 The Faust agents (``streams.app``) and the embedded runner (``streams.runner``)
