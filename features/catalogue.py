@@ -184,6 +184,8 @@ ENTITY_FEATURES: tuple[EntityFeatureSpec, ...] = (
                       f"about {RING} interactions)"),
     EntityFeatureSpec("nbr_risk", "score", "mean event-score entity risk of its recent counterparties (same "
                       "average): the seeds' avg_neighbor_risk"),
+    EntityFeatureSpec("nbr_log_deg", "log-count", "mean log1p(events so far) of its recent counterparties at the "
+                      "time of each interaction (same average)"),
     EntityFeatureSpec("event_risk", "score", "decayed maximum of the scores of the events it took part in "
                       "(features.risk, one-day half-life)"),
 )

@@ -106,6 +106,7 @@ def entity_features(table: NodeArrays, slots: Any, now: float) -> np.ndarray:
         "fairness": 1.0 - c["FAIR_ERR"] / (c["AMT_N"] + 1.0),
         "nbr_good": c["NBR_GOOD"],
         "nbr_risk": c["NBR_RISK"],
+        "nbr_log_deg": c["NBR_LOG_DEG"],
         "event_risk": risk,
     }
     if tuple(cols) != ENTITY_FEATURE_NAMES:  # pragma: no cover - guards edits of the catalogue

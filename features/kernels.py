@@ -61,9 +61,9 @@ _RING, _OUT, _IN = int(RING), int(OUT), int(IN)
 # entity state columns (features.layout: IN_TOT onwards)
 _ENT = tuple(int(Acc[c]) for c in ("IN_TOT", "OUT_TOT", "IN_AMT_N", "IN_NEG_N", "IN_NEG_SUM", "OUT_NEG_N",
                                    "OUT_NEG_SUM", "REC_OUT", "REC_IN", "GAP_N", "GAP_MEAN", "GAP_M2", "GOOD_SUM",
-                                   "GOOD_W", "FAIR_ERR", "NBR_RISK", "NBR_GOOD", "RISK", "RISK_TS"))
+                                   "GOOD_W", "FAIR_ERR", "NBR_RISK", "NBR_GOOD", "RISK", "RISK_TS", "NBR_LOG_DEG"))
 (_IN_TOT, _OUT_TOT, _IN_AMT_N, _IN_NEG_N, _IN_NEG_SUM, _OUT_NEG_N, _OUT_NEG_SUM, _REC_OUT, _REC_IN, _GAP_N,
- _GAP_MEAN, _GAP_M2, _GOOD_SUM, _GOOD_W, _FAIR_ERR, _NBR_RISK, _NBR_GOOD, _RISK, _RISK_TS) = _ENT
+ _GAP_MEAN, _GAP_M2, _GOOD_SUM, _GOOD_W, _FAIR_ERR, _NBR_RISK, _NBR_GOOD, _RISK, _RISK_TS, _NBR_DEG) = _ENT
 _GSCALE = float(GOODNESS_SCALE)
 # Decay factor over dt seconds is exp(-dt * ln2 / h) = 2 ** (-dt / h).
 _K0, _K1, _K2 = (math.log(2.0) / h for h in HALF_LIVES)
@@ -152,7 +152,7 @@ def _ring_scan(nbrs: np.ndarray, tss: np.ndarray, dirs: np.ndarray, k: int, t: f
 @njit(cache=True)
 def _prefetch_row(acc, ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, x) -> None:
     """Ask for the cache lines of node row ``x`` that the kernel will touch."""
-    for c in (0, 8, 16, 24, 32, 40):  # acc columns 0..41 span 336 bytes: at most 6 lines
+    for c in (0, 8, 16, 24, 32, 40):  # acc columns 0..42 span 344 bytes: at most 6 lines
         prefetch(acc, x, c)
     for c in (0, 8, 15):
         prefetch(ring_nbr, x, c)
@@ -288,11 +288,15 @@ def _entity_pair(acc: np.ndarray, s: int, d: int, t: float, a: float) -> None:
     risk_s, risk_d = _risk_at(acc, s, t), _risk_at(acc, d, t)
     good_s, good_d = _goodness(acc, s), _goodness(acc, d)
     fair_s = _fairness(acc, s)
+    deg_s = math.log1p(acc[s, _N_OUT] + acc[s, _N_IN])
+    deg_d = math.log1p(acc[d, _N_OUT] + acc[d, _N_IN])
     # the i-th interaction of a node (from 0) weighs 1 / min(i + 1, RING); a self loop is two
-    for x, risk_c, good_c, later in ((s, risk_d, good_d, 0.0), (d, risk_s, good_s, 1.0 if s == d else 0.0)):
+    for x, risk_c, good_c, deg_c, later in ((s, risk_d, good_d, deg_d, 0.0),
+                                            (d, risk_s, good_s, deg_s, 1.0 if s == d else 0.0)):
         w = 1.0 / min(acc[x, _N_OUT] + acc[x, _N_IN] + 1.0 + later, float(_RING))
         acc[x, _NBR_RISK] += w * (risk_c - acc[x, _NBR_RISK])
         acc[x, _NBR_GOOD] += w * (good_c - acc[x, _NBR_GOOD])
+        acc[x, _NBR_DEG] += w * (deg_c - acc[x, _NBR_DEG])
     if not math.isnan(a):
         r = min(max(a / _GSCALE, -1.0), 1.0)
         acc[s, _FAIR_ERR] += abs(r - good_d) * 0.5

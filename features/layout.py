@@ -96,6 +96,7 @@ class Acc(IntEnum):
     NBR_RISK = 39  # mean entity risk of the recent counterparties (moving average over ~RING events)
     NBR_GOOD = 40  # mean goodness of the recent counterparties (same average)
     ENT_SCORE = 41  # last entity score the scoring model gave the node (0: none yet)
+    NBR_LOG_DEG = 42  # mean log1p(events so far) of the recent counterparties (same average as NBR_RISK)
 
 
 N_ACC: int = len(Acc)
