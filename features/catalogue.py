@@ -182,8 +182,6 @@ ENTITY_FEATURES: tuple[EntityFeatureSpec, ...] = (
                       "receiver's goodness| / 2, one prior amount of error 0"),
     EntityFeatureSpec("nbr_good", "score", "mean goodness of its recent counterparties (moving average over "
                       f"about {RING} interactions)"),
-    EntityFeatureSpec("nbr_risk", "score", "mean event-score entity risk of its recent counterparties (same "
-                      "average): the seeds' avg_neighbor_risk"),
     EntityFeatureSpec("nbr_log_deg", "log-count", "mean log1p(events so far) of its recent counterparties at the "
                       "time of each interaction (same average)"),
     EntityFeatureSpec("event_risk", "score", "decayed maximum of the scores of the events it took part in "

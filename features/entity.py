@@ -4,7 +4,7 @@ The node record (``features.layout``) keeps, besides the event features' decayed
 a bounded per-entity summary updated in the same pass (``features.kernels``): totals
 and negative parts of the amounts either way, reciprocity, the moments of the log
 inter-event gaps, a REV2-style fairness/goodness pair (Kumar et al., WSDM 2018) and the
-counterparties' risk and goodness. :func:`entity_features` turns rows of it into the
+counterparties' goodness and activity. :func:`entity_features` turns rows of it into the
 features of ``catalogue.ENTITY_FEATURES`` as seen at a time ``now``: ratios instead of
 raw counts, logs of heavy-tailed counts and spans, so that a model fitted on one file
 reads another at the same scale.
@@ -105,7 +105,6 @@ def entity_features(table: NodeArrays, slots: Any, now: float) -> np.ndarray:
         "goodness": c["GOOD_SUM"] / (c["GOOD_W"] + 1.0),
         "fairness": 1.0 - c["FAIR_ERR"] / (c["AMT_N"] + 1.0),
         "nbr_good": c["NBR_GOOD"],
-        "nbr_risk": c["NBR_RISK"],
         "nbr_log_deg": c["NBR_LOG_DEG"],
         "event_risk": risk,
     }

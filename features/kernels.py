@@ -6,7 +6,7 @@ that state *before* the event, then adds the event to both ends: decayed counts 
 amount sums, last/first-seen times, the sender's amount profile, totals, and one entry
 in each end's ring, and the entity state (``features.layout``: totals and negative parts of
 the amounts, reciprocity, log-gap moments, REV2 fairness/goodness, the counterparties'
-risk and goodness). Work per event is bounded (two rows and two 16-entry rings).
+goodness and activity). Work per event is bounded (two rows and two 16-entry rings).
 
 Semantics the tests pin down:
 
@@ -273,28 +273,18 @@ def _fairness(acc: np.ndarray, x: int) -> float:
 
 
 @njit(cache=True)
-def _risk_at(acc: np.ndarray, x: int, t: float) -> float:
-    last = acc[x, _RISK_TS]
-    if math.isnan(last):
-        return 0.0
-    return acc[x, _RISK] * math.exp(-max(t - last, 0.0) * _K2)
-
-
-@njit(cache=True)
 def _entity_pair(acc: np.ndarray, s: int, d: int, t: float, a: float) -> None:
     """The pair state of event s -> d, from both ends' state before it: the counterparties'
-    moving averages, then one REV2 step (the sender's fairness error against the
+    moving averages (not of their event risk: that is folded in after the batch is scored,
+    so reading it here would depend on where the stream was cut), then one REV2 step (the sender's fairness error against the
     receiver's goodness, the receiver's goodness weighted by the sender's fairness)."""
-    risk_s, risk_d = _risk_at(acc, s, t), _risk_at(acc, d, t)
     good_s, good_d = _goodness(acc, s), _goodness(acc, d)
     fair_s = _fairness(acc, s)
     deg_s = math.log1p(acc[s, _N_OUT] + acc[s, _N_IN])
     deg_d = math.log1p(acc[d, _N_OUT] + acc[d, _N_IN])
     # the i-th interaction of a node (from 0) weighs 1 / min(i + 1, RING); a self loop is two
-    for x, risk_c, good_c, deg_c, later in ((s, risk_d, good_d, deg_d, 0.0),
-                                            (d, risk_s, good_s, deg_s, 1.0 if s == d else 0.0)):
+    for x, good_c, deg_c, later in ((s, good_d, deg_d, 0.0), (d, good_s, deg_s, 1.0 if s == d else 0.0)):
         w = 1.0 / min(acc[x, _N_OUT] + acc[x, _N_IN] + 1.0 + later, float(_RING))
-        acc[x, _NBR_RISK] += w * (risk_c - acc[x, _NBR_RISK])
         acc[x, _NBR_GOOD] += w * (good_c - acc[x, _NBR_GOOD])
         acc[x, _NBR_DEG] += w * (deg_c - acc[x, _NBR_DEG])
     if not math.isnan(a):
@@ -360,4 +350,4 @@ def compute_features(t: NodeArrays, src_slot: Any, dst_slot: Any, src_id: Any, d
 
 refresh_stale_cache(_baked_layout, _LAYOUT,
                     (_decay_to, _log_since, _ring_scan, _prefetch_row, _write_row, _add_event, _goodness, _fairness,
-                     _risk_at, _entity_pair, _update_features))
+                     _entity_pair, _update_features))

@@ -22,7 +22,7 @@ A row holds:
 The entity columns (``IN_TOT`` onwards) are the per-entity summary the entity models read
 (``features.entity``): totals and negative parts of the amounts either way, reciprocity,
 the moments of the log inter-event gaps, an incremental REV2 fairness/goodness pair and
-the counterparties' risk. All are updated in the same pass as the event features.
+the counterparties' goodness and activity. All are updated in the same pass as the event features.
 
 Bytes per node are fixed by ``(N_ACC, RING, mem_dim)``: nothing grows per event.
 
@@ -93,10 +93,10 @@ class Acc(IntEnum):
     GOOD_SUM = 36  # REV2 goodness numerator: sum of fairness(sender) * normalised amount received
     GOOD_W = 37  # REV2 goodness denominator: sum of fairness(sender) over amounts received
     FAIR_ERR = 38  # REV2 fairness: sum of |normalised amount sent - goodness(receiver)| / 2
-    NBR_RISK = 39  # mean entity risk of the recent counterparties (moving average over ~RING events)
-    NBR_GOOD = 40  # mean goodness of the recent counterparties (same average)
-    ENT_SCORE = 41  # last entity score the scoring model gave the node (0: none yet)
-    NBR_LOG_DEG = 42  # mean log1p(events so far) of the recent counterparties (same average as NBR_RISK)
+    NBR_RISK = 39  # reserved (0): the counterparties' event risk is only known after a batch is scored
+    NBR_GOOD = 40  # mean goodness of the recent counterparties (moving average over ~RING events)
+    ENT_SCORE = 41  # reserved for a stored entity score (0); the entity model scores on demand (models.entity)
+    NBR_LOG_DEG = 42  # mean log1p(events so far) of the recent counterparties (same average as NBR_GOOD)
 
 
 N_ACC: int = len(Acc)

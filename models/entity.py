@@ -17,8 +17,9 @@ record. :class:`EntityModel` turns a row of them into a risk in [0, 1]:
   well-rated ones (degree is heavy-tailed), so "unusual" ranks the wrong way round; the
   direction of each signal is what REV2 and the naive rules rest on.
 
-Both are scored when an entity takes part in an event (the Engine writes
-``Acc.ENT_SCORE``) and for every entity at the end of a replay.
+Both score from the node record on demand: for every entity at the end of a replay or
+evaluation. The Engine does not store a score per batch: a score taken after each batch
+would depend on where the stream was cut, and the node records, alerts and replays must not.
 
 >>> from riskgraph.features.entity import ENTITY_FEATURE_NAMES
 >>> x = np.zeros((2, len(ENTITY_FEATURE_NAMES)))

@@ -8,11 +8,8 @@
                            stage reads and writes through)
 3. features               (``features.kernels``: one numba pass, updates rows in place)
 4. score                  (``models.scoring.ScoringModel``: detector, later TGN)
-5. entity risk + decide  (the decayed event risk of both ends, ``features.risk``; the entity
-                           model's score of every entity the batch touched, ``models.entity``;
-                           ``models.policy.AlertPolicy``; reasons from contributions, then
-                           both ends' entity risk)
-6. persist                (node rows, detector/policy stream state and the input
+5. decide + explain       (``models.policy.AlertPolicy``; reasons from contributions)
+6. update + persist       (entity risk, node rows, detector/policy stream state and the input
                            position, all in one RocksDB write batch)
 
 The Faust agents (``streams.app``) and the embedded runner (``streams.runner``)
@@ -272,9 +269,6 @@ class Engine:
         timings["score"] = td - tc
 
         update_entity_risk(rows.table, src_slot, dst_slot, ts, scores)
-        # the entity model scores every entity the batch touched, from its state after the batch
-        touched = np.unique(rows.slots)
-        rows.table.acc[touched, Acc.ENT_SCORE] = self.model.entity.score(rows.table, touched, float(ts.max()))
         decision = self.policy.decide(scores, ts, src_slot, rows.table.acc[:, Acc.LAST_ALERT_TS])
         alerts = self._alerts(events, decision, scored, unit, raw, received, rows, src_slot, dst_slot)
         te = time.perf_counter()
@@ -314,10 +308,6 @@ class Engine:
             if scored.neighbours is not None:
                 reasons.extend(self._neighbour_reasons(rows, scored, i, (int(src_slot[i]), int(dst_slot[i])),
                                                        ev.ts))
-            acc = rows.table.acc
-            for side, who, slot in (("src", ev.src, src_slot[i]), ("dst", ev.dst, dst_slot[i])):
-                reasons.append({"entity_risk_of": side, "entity": who,
-                                "risk": round(float(acc[int(slot), Acc.ENT_SCORE]), 4)})
             aid = alert_id(ev.id, version)
             if self._sent is not None:
                 self._sent.add(bytes.fromhex(aid), _ALERT_RECORD.pack(float(scores[i]), ev.ts) + version.encode())

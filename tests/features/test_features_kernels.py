@@ -266,23 +266,3 @@ def test_entity_state_hand_computed(table, events_from) -> None:
     np.testing.assert_allclose(a[Acc.FAIR_ERR], 0.5 * abs(-1.0 - 0.0) + 0.5 * abs(1.0 - (-0.5)), rtol=1e-12)
     fair_a = 1.0 - 0.5 / 2.0  # before the third event: one amount sent, error 0.5
     np.testing.assert_allclose([b[Acc.GOOD_SUM], b[Acc.GOOD_W]], [-1.0 + fair_a, 1.0 + fair_a], rtol=1e-12)
-
-
-@pytest.mark.parametrize("seed", [4, 5])
-def test_counterparty_risk_matches_twin(table, seeded_events, state_matches, seed: int) -> None:
-    from riskgraph.features.risk import update_entity_risk
-
-    from .twins import twin_features, twin_update_risk
-
-    ev = seeded_events(seed, n=300, n_nodes=9)
-    t = table(len(ev.slot_of))
-    nodes: dict = {}
-    scores = np.random.default_rng(seed).random(len(ev))
-    for i, (s, d, ts, a) in enumerate(ev.tuples()):
-        run(t, ev, i, i + 1)
-        twin_features(nodes, s, d, ts, a)
-        update_entity_risk(t, ev.src_slot[i:i + 1], ev.dst_slot[i:i + 1], ev.ts[i:i + 1], scores[i:i + 1])
-        twin_update_risk(nodes, s, d, ts, float(scores[i]))
-    assert any(t.acc[:, Acc.NBR_RISK] > 0.1)
-    for entity, node in nodes.items():
-        state_matches(t, ev.slot_of[entity], node)

@@ -46,7 +46,7 @@ class Node:
     gaps: list[float] = field(default_factory=list)  # log1p of every inter-event gap
     rated: list[tuple[float, float]] = field(default_factory=list)  # (sender fairness, r) received
     errors: list[float] = field(default_factory=list)  # |r - receiver goodness| / 2 of each amount sent
-    nbr: list[tuple[float, float, float]] = field(default_factory=list)  # counterparty (risk, goodness, log deg)
+    nbr: list[tuple[float, float]] = field(default_factory=list)  # counterparty (goodness, log activity)
 
     def goodness(self) -> float:
         return sum(w * r for w, r in self.rated) / (sum(w for w, _ in self.rated) + 1.0)
@@ -107,11 +107,10 @@ def twin_features(nodes: dict[int, Node], src: int, dst: int, t: float, amount: 
     assert len(f) == len(FEATURE_NAMES)
 
     # the event updates both ends; for a self loop s is d, and both halves apply to it
-    risk_s, risk_d = twin_risk(s, t), twin_risk(d, t)
     good_s, good_d, fair_s = s.goodness(), d.goodness(), s.fairness()
     deg_s, deg_d = math.log1p(len(s.sent) + len(s.received)), math.log1p(len(d.sent) + len(d.received))
-    s.nbr.append((risk_d, good_d, deg_d))
-    d.nbr.append((risk_s, good_s, deg_s))
+    s.nbr.append((good_d, deg_d))
+    d.nbr.append((good_s, deg_s))
     if not missing:
         r = min(max(amount / GOODNESS_SCALE, -1.0), 1.0)
         s.errors.append(abs(r - good_d) / 2.0)
@@ -190,9 +189,8 @@ def twin_state(node: Node) -> dict[str, object]:
         "gap_m2": statistics.variance(node.gaps) * (len(node.gaps) - 1) if len(node.gaps) > 1 else 0.0,
         "goodness": node.goodness(),
         "fairness": node.fairness(),
-        "nbr_risk": node.nbr_mean(0),
-        "nbr_good": node.nbr_mean(1),
-        "nbr_log_deg": node.nbr_mean(2),
+        "nbr_good": node.nbr_mean(0),
+        "nbr_log_deg": node.nbr_mean(1),
     }
 
 

@@ -261,11 +261,7 @@ def test_alerts_are_those_of_the_embedded_replay(stream_run: StreamRun) -> None:
 def test_alert_reasons_are_those_of_the_embedded_replay(stream_run: StreamRun) -> None:
     # An alert replayed after a crash must be the same alert, explanation included.
     r = stream_run
-    # the ends' entity risk (the last reasons) is their risk after the batch: batch cuts move it
-    def why(a: Alert) -> list:
-        return [x for x in a.reasons if "entity_risk_of" not in x]
-
-    differ = [(a.event_id, a.reasons, b.reasons) for a, b in zip(r.alerts, r.replay_alerts) if why(a) != why(b)]
+    differ = [(a.event_id, a.reasons, b.reasons) for a, b in zip(r.alerts, r.replay_alerts) if a.reasons != b.reasons]
     assert not differ, f"{len(differ)} of {len(r.alerts)} alerts explained differently, first: {differ[0]}"
 
 
