@@ -34,6 +34,11 @@ Z_MIN_HISTORY: int = 3
 #: Floor of the sender's standard deviation of log amounts in the z-score: a sender that
 #: always sends the same amount has std 0, and any change would be an infinite z.
 Z_STD_FLOOR: float = 0.1
+#: Amounts are normalised to ``clip(amount / GOODNESS_SCALE, -1, 1)`` for the REV2-style
+#: fairness/goodness state (``features.layout.Acc.GOOD_SUM``): ratings on -10..10 map onto
+#: [-1, 1]; on payment-like data (all amounts positive and large) every amount saturates at
+#: +1, and goodness then measures how much of a node's history is fairness-weighted.
+GOODNESS_SCALE: float = 10.0
 #: Largest accepted |amount|. Keeps the float32 ring amounts and the decayed sums finite.
 AMOUNT_MAX: float = 1e15
 
@@ -139,3 +144,47 @@ FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)
 
 if len(FEATURE_INDEX) != N_FEATURES:  # pragma: no cover - guards edits of the tuple above
     raise RuntimeError("duplicate feature names in FEATURES")
+
+
+@dataclass(frozen=True)
+class EntityFeatureSpec:
+    """One entity feature (``features.entity``): its name, unit and meaning."""
+
+    name: str
+    unit: str
+    description: str
+
+
+#: The entity features: one row per entity, read from its node record at a time ``now``
+#: (``features.entity.entity_features``). Totals are since the entity was first seen.
+ENTITY_FEATURES: tuple[EntityFeatureSpec, ...] = (
+    EntityFeatureSpec("log_age", "log-seconds", "log1p(seconds from first seen to now)"),
+    EntityFeatureSpec("log_since_last", "log-seconds", "log1p(seconds from the last event, either direction, to now)"),
+    EntityFeatureSpec("log_n_out", "log-count", "log1p(events sent)"),
+    EntityFeatureSpec("log_n_in", "log-count", "log1p(events received)"),
+    EntityFeatureSpec("out_share", "ratio", "events sent / all events of the entity"),
+    EntityFeatureSpec("distinct_cp", "count", f"distinct counterparties among its {RING} most recent interactions"),
+    EntityFeatureSpec("in_amt_mean", "currency", "mean amount received (0 when none)"),
+    EntityFeatureSpec("out_amt_mean", "currency", "mean amount sent (0 when none)"),
+    EntityFeatureSpec("in_neg_share", "ratio", "share of the amounts received that are negative"),
+    EntityFeatureSpec("out_neg_share", "ratio", "share of the amounts sent that are negative"),
+    EntityFeatureSpec("in_neg_slog", "log-currency", "slog(sum of negative amounts received), <= 0"),
+    EntityFeatureSpec("out_neg_slog", "log-currency", "slog(sum of negative amounts sent), <= 0"),
+    EntityFeatureSpec("recip_out", "ratio", "share of sends to a counterparty that had sent to the entity "
+                      f"(found among its {RING} most recent interactions)"),
+    EntityFeatureSpec("recip_in", "ratio", "share of receipts from a counterparty the entity had sent to"),
+    EntityFeatureSpec("gap_mean", "log-seconds", "mean log1p(seconds between consecutive events of the entity)"),
+    EntityFeatureSpec("gap_std", "log-seconds", "standard deviation of those log gaps (0 with fewer than 2)"),
+    EntityFeatureSpec("goodness", "score", "REV2-style goodness in [-1, 1]: fairness-weighted mean of the "
+                      f"normalised amounts received (clip(amount / {GOODNESS_SCALE:g}, -1, 1)), one unit of "
+                      "prior weight at 0"),
+    EntityFeatureSpec("fairness", "score", "REV2-style fairness in [0, 1]: 1 - mean |normalised amount sent - "
+                      "receiver's goodness| / 2, one prior amount of error 0"),
+    EntityFeatureSpec("nbr_good", "score", "mean goodness of its recent counterparties (moving average over "
+                      f"about {RING} interactions)"),
+    EntityFeatureSpec("nbr_log_deg", "log-count", "mean log1p(events so far) of its recent counterparties at the "
+                      "time of each interaction (same average)"),
+    EntityFeatureSpec("event_risk", "score", "decayed maximum of the scores of the events it took part in "
+                      "(features.risk, one-day half-life)"),
+)
+ENTITY_FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in ENTITY_FEATURES)

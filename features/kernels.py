@@ -4,7 +4,9 @@ For each event, in the given order, :func:`compute_features` decays both ends' a
 to the event time, writes the event's feature row (``features.catalogue.FEATURES``) from
 that state *before* the event, then adds the event to both ends: decayed counts and
 amount sums, last/first-seen times, the sender's amount profile, totals, and one entry
-in each end's ring. Work per event is bounded (two rows and two 16-entry rings).
+in each end's ring, and the entity state (``features.layout``: totals and negative parts of
+the amounts, reciprocity, log-gap moments, REV2 fairness/goodness, the counterparties'
+goodness and activity). Work per event is bounded (two rows and two 16-entry rings).
 
 Semantics the tests pin down:
 
@@ -38,8 +40,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from riskgraph.features.catalogue import (AMOUNT_MAX, FAN_WINDOW_S, FEATURE_NAMES, N_FEATURES, NEVER_LOG_S, Z_MIN_HISTORY,
-                                Z_STD_FLOOR)
+from riskgraph.features.catalogue import (AMOUNT_MAX, FAN_WINDOW_S, FEATURE_NAMES, GOODNESS_SCALE, N_FEATURES,
+                                         NEVER_LOG_S, Z_MIN_HISTORY, Z_STD_FLOOR)
 from riskgraph.features.checks import as_float_array, as_index_array, as_out_array, check_table, refresh_stale_cache
 from riskgraph.features.layout import HALF_LIVES, IN, OUT, RING, Acc, NodeArrays
 from riskgraph.features.prefetch import prefetch
@@ -56,6 +58,13 @@ _LAST_OUT, _LAST_IN = int(Acc.LAST_OUT_TS), int(Acc.LAST_IN_TS)
 _AMT_N, _AMT_MEAN, _AMT_M2 = int(Acc.AMT_N), int(Acc.AMT_MEAN), int(Acc.AMT_M2)
 _N_OUT, _N_IN = int(Acc.N_OUT), int(Acc.N_IN)
 _RING, _OUT, _IN = int(RING), int(OUT), int(IN)
+# entity state columns (features.layout: IN_TOT onwards)
+_ENT = tuple(int(Acc[c]) for c in ("IN_TOT", "OUT_TOT", "IN_AMT_N", "IN_NEG_N", "IN_NEG_SUM", "OUT_NEG_N",
+                                   "OUT_NEG_SUM", "REC_OUT", "REC_IN", "GAP_N", "GAP_MEAN", "GAP_M2", "GOOD_SUM",
+                                   "GOOD_W", "FAIR_ERR", "NBR_RISK", "NBR_GOOD", "RISK", "RISK_TS", "NBR_LOG_DEG"))
+(_IN_TOT, _OUT_TOT, _IN_AMT_N, _IN_NEG_N, _IN_NEG_SUM, _OUT_NEG_N, _OUT_NEG_SUM, _REC_OUT, _REC_IN, _GAP_N,
+ _GAP_MEAN, _GAP_M2, _GOOD_SUM, _GOOD_W, _FAIR_ERR, _NBR_RISK, _NBR_GOOD, _RISK, _RISK_TS, _NBR_DEG) = _ENT
+_GSCALE = float(GOODNESS_SCALE)
 # Decay factor over dt seconds is exp(-dt * ln2 / h) = 2 ** (-dt / h).
 _K0, _K1, _K2 = (math.log(2.0) / h for h in HALF_LIVES)
 # Burst: the 1-day decayed count scaled to the 1-min half-life's window.
@@ -76,14 +85,14 @@ _AHEAD = 4
 _RINGS = SOURCE_DIGEST  # the ring arithmetic inlined from features.rings
 _LAYOUT = (_OUT_CNT, _IN_CNT, _OUT_AMT, _IN_AMT, _DECAY_TS, _LAST_OUT, _LAST_IN, _FIRST, _AMT_N, _AMT_MEAN,
            _AMT_M2, _N_OUT, _N_IN, _RING, _OUT, _IN, _K0, _K1, _K2, _BURST_SCALE, _NEVER, _WINDOW, _ZMIN,
-           _ZFLOOR, _NF, _AHEAD, _RINGS)
+           _ZFLOOR, _NF, _AHEAD, _RINGS, _ENT, _GSCALE)
 
 
 @njit(cache=True)
 def _baked_layout() -> tuple:
     return (_OUT_CNT, _IN_CNT, _OUT_AMT, _IN_AMT, _DECAY_TS, _LAST_OUT, _LAST_IN, _FIRST, _AMT_N, _AMT_MEAN,
             _AMT_M2, _N_OUT, _N_IN, _RING, _OUT, _IN, _K0, _K1, _K2, _BURST_SCALE, _NEVER, _WINDOW, _ZMIN,
-            _ZFLOOR, _NF, _AHEAD, _RINGS)
+            _ZFLOOR, _NF, _AHEAD, _RINGS, _ENT, _GSCALE)
 
 
 @njit(cache=True)
@@ -143,7 +152,7 @@ def _ring_scan(nbrs: np.ndarray, tss: np.ndarray, dirs: np.ndarray, k: int, t: f
 @njit(cache=True)
 def _prefetch_row(acc, ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, x) -> None:
     """Ask for the cache lines of node row ``x`` that the kernel will touch."""
-    for c in (0, 8, 16, 20):  # acc columns 0..20 span 168 bytes: at most 4 lines
+    for c in (0, 8, 16, 24, 32, 40):  # acc columns 0..42 span 344 bytes: at most 6 lines
         prefetch(acc, x, c)
     for c in (0, 8, 15):
         prefetch(ring_nbr, x, c)
@@ -197,8 +206,33 @@ def _add_event(acc, ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, x, other_id, 
     has = not math.isnan(a)
     if direction == _OUT:
         cnt, amt, last, tot = _OUT_CNT, _OUT_AMT, _LAST_OUT, _N_OUT
+        amt_tot, neg_n, neg_sum, rec, back = _OUT_TOT, _OUT_NEG_N, _OUT_NEG_SUM, _REC_OUT, _IN
     else:
         cnt, amt, last, tot = _IN_CNT, _IN_AMT, _LAST_IN, _N_IN
+        amt_tot, neg_n, neg_sum, rec, back = _IN_TOT, _IN_NEG_N, _IN_NEG_SUM, _REC_IN, _OUT
+    # reciprocity: the counterparty is in the ring in the other direction
+    for j in range(held(ring_n[x])):
+        if ring_nbr[x, j] == other_id and ring_dir[x, j] == back:
+            acc[x, rec] += 1.0
+            break
+    # burstiness: Welford moments of log1p(gap since the node's previous event)
+    prev_any = acc[x, _LAST_OUT]
+    if math.isnan(prev_any) or acc[x, _LAST_IN] > prev_any:
+        prev_any = acc[x, _LAST_IN]
+    if not math.isnan(prev_any):
+        lg = math.log1p(max(t - prev_any, 0.0))
+        ng = acc[x, _GAP_N] + 1.0
+        delta = lg - acc[x, _GAP_MEAN]
+        acc[x, _GAP_N] = ng
+        acc[x, _GAP_MEAN] += delta / ng
+        acc[x, _GAP_M2] += delta * (lg - acc[x, _GAP_MEAN])
+    if has:
+        acc[x, amt_tot] += a
+        if direction == _IN:
+            acc[x, _IN_AMT_N] += 1.0
+        if a < 0.0:
+            acc[x, neg_n] += 1.0
+            acc[x, neg_sum] += a
     for k in range(3):
         acc[x, cnt + k] += 1.0
         if has:
@@ -225,6 +259,42 @@ def _add_event(acc, ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, x, other_id, 
 
 
 @njit(cache=True)
+def _goodness(acc: np.ndarray, x: int) -> float:
+    """REV2 goodness of row ``x``: fairness-weighted mean of its normalised amounts received,
+    shrunk to 0 by one unit of prior weight."""
+    return acc[x, _GOOD_SUM] / (acc[x, _GOOD_W] + 1.0)
+
+
+@njit(cache=True)
+def _fairness(acc: np.ndarray, x: int) -> float:
+    """REV2 fairness of row ``x``: 1 - mean |normalised amount sent - receiver's goodness| / 2,
+    with one prior amount of error 0 (a new sender is fair)."""
+    return 1.0 - acc[x, _FAIR_ERR] / (acc[x, _AMT_N] + 1.0)
+
+
+@njit(cache=True)
+def _entity_pair(acc: np.ndarray, s: int, d: int, t: float, a: float) -> None:
+    """The pair state of event s -> d, from both ends' state before it: the counterparties'
+    moving averages (not of their event risk: that is folded in after the batch is scored,
+    so reading it here would depend on where the stream was cut), then one REV2 step (the sender's fairness error against the
+    receiver's goodness, the receiver's goodness weighted by the sender's fairness)."""
+    good_s, good_d = _goodness(acc, s), _goodness(acc, d)
+    fair_s = _fairness(acc, s)
+    deg_s = math.log1p(acc[s, _N_OUT] + acc[s, _N_IN])
+    deg_d = math.log1p(acc[d, _N_OUT] + acc[d, _N_IN])
+    # the i-th interaction of a node (from 0) weighs 1 / min(i + 1, RING); a self loop is two
+    for x, good_c, deg_c, later in ((s, good_d, deg_d, 0.0), (d, good_s, deg_s, 1.0 if s == d else 0.0)):
+        w = 1.0 / min(acc[x, _N_OUT] + acc[x, _N_IN] + 1.0 + later, float(_RING))
+        acc[x, _NBR_GOOD] += w * (good_c - acc[x, _NBR_GOOD])
+        acc[x, _NBR_DEG] += w * (deg_c - acc[x, _NBR_DEG])
+    if not math.isnan(a):
+        r = min(max(a / _GSCALE, -1.0), 1.0)
+        acc[s, _FAIR_ERR] += abs(r - good_d) * 0.5
+        acc[d, _GOOD_SUM] += fair_s * r
+        acc[d, _GOOD_W] += fair_s
+
+
+@njit(cache=True)
 def _update_features(acc, ring_nbr, ring_ts, ring_amt, ring_dir, ring_n,
                      src_slot, dst_slot, src_id, dst_id, ts, amount, out) -> None:
     """Features of each event into ``out[i]``, then the event into both ends' rows, in order."""
@@ -238,6 +308,7 @@ def _update_features(acc, ring_nbr, ring_ts, ring_amt, ring_dir, ring_n,
         _decay_to(acc, s, t)
         _decay_to(acc, d, t)  # a no-op for a self loop
         _write_row(acc, ring_nbr, ring_ts, ring_dir, ring_n, s, d, dst_id[i], t, la, out[i])
+        _entity_pair(acc, s, d, t, a)
         _add_event(acc, ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, s, dst_id[i], _OUT, t, a, la)
         _add_event(acc, ring_nbr, ring_ts, ring_amt, ring_dir, ring_n, d, src_id[i], _IN, t, a, la)
 
@@ -278,4 +349,5 @@ def compute_features(t: NodeArrays, src_slot: Any, dst_slot: Any, src_id: Any, d
 
 
 refresh_stale_cache(_baked_layout, _LAYOUT,
-                    (_decay_to, _log_since, _ring_scan, _prefetch_row, _write_row, _add_event, _update_features))
+                    (_decay_to, _log_since, _ring_scan, _prefetch_row, _write_row, _add_event, _goodness, _fairness,
+                     _entity_pair, _update_features))

@@ -19,6 +19,11 @@ A row holds:
   the learned model's per-node state (TGN memory and, packed after it, the
   pending raw message) and its last update time. The model decides the width.
 
+The entity columns (``IN_TOT`` onwards) are the per-entity summary the entity models read
+(``features.entity``): totals and negative parts of the amounts either way, reciprocity,
+the moments of the log inter-event gaps, an incremental REV2 fairness/goodness pair and
+the counterparties' goodness and activity. All are updated in the same pass as the event features.
+
 Bytes per node are fixed by ``(N_ACC, RING, mem_dim)``: nothing grows per event.
 
 >>> t = NodeArrays.empty(4)
@@ -72,8 +77,26 @@ class Acc(IntEnum):
     RISK = 21  # entity risk: decayed max of event scores the node took part in
     RISK_TS = 22  # time RISK is valid at (NaN: never)
     LAST_ALERT_TS = 23  # last time an alert was raised with this node as source (dedupe)
-    SPARE_0 = 24  # reserved, keeps the record layout stable for one more column
-    SPARE_1 = 25
+    # -- entity state (``features.entity`` reads it; not decayed, totals since first seen) --
+    IN_TOT = 24  # sum of amounts received
+    OUT_TOT = 25  # sum of amounts sent
+    IN_AMT_N = 26  # number of amounts received
+    IN_NEG_N = 27  # number of negative amounts received
+    IN_NEG_SUM = 28  # sum of negative amounts received (<= 0)
+    OUT_NEG_N = 29  # number of negative amounts sent
+    OUT_NEG_SUM = 30  # sum of negative amounts sent (<= 0)
+    REC_OUT = 31  # sends to a counterparty found in the ring as having sent to this node
+    REC_IN = 32  # receipts from a counterparty found in the ring as having been sent to by this node
+    GAP_N = 33  # inter-event gaps seen (events after the first)
+    GAP_MEAN = 34  # running mean of log1p(seconds since the node's previous event)
+    GAP_M2 = 35  # running sum of squared deviations of those log gaps
+    GOOD_SUM = 36  # REV2 goodness numerator: sum of fairness(sender) * normalised amount received
+    GOOD_W = 37  # REV2 goodness denominator: sum of fairness(sender) over amounts received
+    FAIR_ERR = 38  # REV2 fairness: sum of |normalised amount sent - goodness(receiver)| / 2
+    NBR_RISK = 39  # reserved (0): the counterparties' event risk is only known after a batch is scored
+    NBR_GOOD = 40  # mean goodness of the recent counterparties (moving average over ~RING events)
+    ENT_SCORE = 41  # reserved for a stored entity score (0); the entity model scores on demand (models.entity)
+    NBR_LOG_DEG = 42  # mean log1p(events so far) of the recent counterparties (same average as NBR_GOOD)
 
 
 N_ACC: int = len(Acc)

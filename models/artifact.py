@@ -49,6 +49,7 @@ def save_model(model: ScoringModel, path: str | os.PathLike, metrics: Mapping[st
         "combiner": model.combiner,
         "tgn": None,
         "head": None,
+        "entity": None,
         "features": list(FEATURE_NAMES),
     }
     (out / "detector_state.bin").write_bytes(model.state_bytes())
@@ -60,6 +61,9 @@ def save_model(model: ScoringModel, path: str | os.PathLike, metrics: Mapping[st
     if model.head is not None:
         model.head.save(out / "head")
         cfg["head"] = "head"
+    if model.entity.head is not None:
+        model.entity.save(out / "entity")
+        cfg["entity"] = "entity"
     if metrics is not None:
         (out / "metrics.json").write_text(json.dumps(dict(metrics), indent=2))
     # config last: a reader that sees config.json sees a complete artifact
@@ -101,8 +105,16 @@ def load_model(path: str | os.PathLike, device: str | None = None) -> ScoringMod
             head = TreeHead.load(p / cfg["head"])
         except ValueError as exc:
             raise ArtifactError(str(exc)) from None
+    entity = None
+    if cfg.get("entity"):
+        from riskgraph.models.entity import EntityModel
+
+        try:
+            entity = EntityModel.load(p / cfg["entity"])
+        except ValueError as exc:
+            raise ArtifactError(str(exc)) from None
     try:
-        model = ScoringModel(HalfSpaceTrees.from_config(cfg["detector"]), tgn=tgn, head=head,
+        model = ScoringModel(HalfSpaceTrees.from_config(cfg["detector"]), tgn=tgn, head=head, entity=entity,
                              combiner=cfg.get("combiner"), version=cfg["version"], policy_config=cfg.get("policy"))
     except ValueError as exc:  # e.g. a head fitted on other inputs than this version computes
         raise ArtifactError(f"{cfg_path}: {exc}") from None

@@ -36,6 +36,8 @@ from riskgraph.features.graph import GRAPH_FEATURE_NAMES, amount_from_unit, grap
 from riskgraph.models.hst import HalfSpaceTrees, References
 from riskgraph.models.policy import AlertPolicy
 
+from riskgraph.models.entity import EntityModel
+
 if TYPE_CHECKING:  # torch stays out of the import path of detector-only models
     from riskgraph.models.head import TreeHead
     from riskgraph.models.tgn.runtime import TGNRuntime
@@ -120,6 +122,7 @@ class ScoringModel:
         combiner: dict[str, Any] | None = None,
         version: str | None = None,
         policy_config: dict[str, Any] | None = None,
+        entity: EntityModel | None = None,
     ) -> None:
         if detector.n_features != N_FEATURES:
             raise ValueError(f"detector expects {detector.n_features} features, catalogue has {N_FEATURES}")
@@ -131,6 +134,8 @@ class ScoringModel:
         self.detector = detector
         self.tgn = tgn
         self.head = head
+        #: Entity risk (``models.entity``): the trained entity head, or the evidence score.
+        self.entity = entity if entity is not None else EntityModel()
         #: Training hook: when a list, :meth:`score` appends each batch's head input rows to it.
         self.recorder: list[np.ndarray] | None = None
         self.combiner = combiner
@@ -165,6 +170,8 @@ class ScoringModel:
             cfg["tgn"] = model_version(self.tgn.model)
         if self.head is not None:
             cfg["head"] = self.head.digest()
+        if self.entity.head is not None:  # the evidence score leaves the versions of untrained models as they were
+            cfg["entity"] = self.entity.digest()
         text = json.dumps(cfg, sort_keys=True, default=str)
         prefix = "hst-" if self.tgn is None else "tgn+hst-"
         return prefix + hashlib.blake2b(text.encode(), digest_size=6).hexdigest()

@@ -107,7 +107,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     train_job(_settings(a), _file_spec(a), out_dir=a.out, epochs=a.epochs, val_fraction=a.val_fraction,
               target_alert_rate=a.target_alert_rate, target_precision=a.target_precision, mem_dim=a.mem_dim,
-              emb_dim=a.emb_dim, k=a.neighbours, progress=not a.no_progress)
+              emb_dim=a.emb_dim, k=a.neighbours, progress=not a.no_progress, entity_labels_path=a.entity_labels,
+              entity_map=a.entity_map, entity_positive=a.entity_positive)
     return 0
 
 
@@ -230,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--emb-dim", type=int, default=64)
     tr.add_argument("--neighbours", type=int, default=10, help="temporal neighbours attended (k)")
     tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument("--entity-labels", default=None,
+                    help="entity label CSV: also fit the entity head on the entity features, measured on a "
+                         "seeded stratified 30%% of the labelled entities held out")
+    tr.add_argument("--entity-map", default=None,
+                    help="columns of the entity label file, e.g. entity=node,label=is_fraud (default: detected)")
+    tr.add_argument("--entity-positive", default=None,
+                    help="the label value that marks a risky entity (default: 1, true or yes)")
     tr.set_defaults(func=cmd_train)
 
     d = sub.add_parser("demo", help="simulate -> score -> evaluate, embedded (no broker)")

@@ -1,4 +1,4 @@
-"""``riskgraph demo``: simulate labelled traffic, train a small TGN and the supervised head
+"""``riskgraph demo``: simulate labelled traffic, train a small TGN, the supervised head and the entity head
 on its first part, score the whole stream embedded and evaluate the rest, then print a
 summary with the ablation of the score's components (detector, TGN risk and link
 surprise, head, final).
@@ -51,7 +51,7 @@ def run_demo(settings: Settings, *, out_dir: str, sim_kwargs: dict[str, Any], pr
         print(f"[2/{steps}] training a TGN ({epochs} epochs) and a supervised head on the first "
               f"{1 - EVAL_FRACTION:.0%} ({n_train:,} events) ...", flush=True)
         train_job(settings, FileSpec(str(train_path)), out_dir=str(out / "model"), epochs=epochs,
-                  progress=progress)
+                  progress=progress, entity_labels_path=str(labels_path))
         model = load_model(out / "model")
 
     print(f"[{steps - 1}/{steps}] scoring the whole stream embedded, evaluating the last {EVAL_FRACTION:.0%} ...",

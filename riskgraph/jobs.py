@@ -18,6 +18,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from riskgraph.features.entity import ENTITY_FEATURE_NAMES, entity_features
 from riskgraph.features.risk import entity_risk
 from riskgraph.models.artifact import ArtifactError, load_model
 from riskgraph.models.evaluation import (ablation, bootstrap_info, entity_metrics, event_metrics, latency_summary,
@@ -175,21 +176,40 @@ def open_store(settings: Settings, model: ScoringModel, state_dir: str | None) -
     return GraphStore(state_dir, options), tmp
 
 
-def entity_scores(store: GraphStore, now: float) -> dict[str, float]:
-    """Current (decayed) risk of every entity in the store."""
-    ids: list[str] = []
-    slots_list: list[int] = []
+def _each_entity(store: GraphStore, fn: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+    """``fn(slots)`` over every entity of the store, in chunks, by external id."""
     out: dict[str, float] = {}
     chunk = 50_000
     all_ids = np.arange(store.node_count, dtype=np.int64)
     for i in range(0, len(all_ids), chunk):
         part = all_ids[i:i + chunk]
         slots = store.peek_slots(part)
-        risk = entity_risk(store.table, slots, now)
-        for ext, r in zip(store.external_ids(part), risk.tolist()):
+        for ext, r in zip(store.external_ids(part), np.asarray(fn(slots)).tolist()):
             out[ext] = r
-    del ids, slots_list
     return out
+
+
+def entity_scores(store: GraphStore, now: float) -> dict[str, float]:
+    """Current (decayed) event-score risk of every entity in the store (``features.risk``)."""
+    return _each_entity(store, lambda slots: entity_risk(store.table, slots, now))
+
+
+def entity_model_scores(store: GraphStore, model: ScoringModel, now: float) -> dict[str, float]:
+    """The entity model's risk (``models.entity``) of every entity in the store at ``now``."""
+    return _each_entity(store, lambda slots: model.entity.score(store.table, slots, now))
+
+
+def entity_feature_table(store: GraphStore, now: float) -> tuple[list[str], np.ndarray]:
+    """External ids and entity features (``features.entity``) of every entity in the store."""
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    chunk = 50_000
+    all_ids = np.arange(store.node_count, dtype=np.int64)
+    for i in range(0, len(all_ids), chunk):
+        part = all_ids[i:i + chunk]
+        rows.append(entity_features(store.table, store.peek_slots(part), now))
+        ids.extend(store.external_ids(part))
+    return ids, (np.concatenate(rows) if rows else np.zeros((0, len(ENTITY_FEATURE_NAMES))))
 
 
 def replay(settings: Settings, spec: FileSpec, *, alerts_path: str, entities_path: str | None,
@@ -215,7 +235,7 @@ def replay(settings: Settings, spec: FileSpec, *, alerts_path: str, entities_pat
                 raise _corrupt(exc, alerts_path) from None
             if entities_path:
                 now = float(run.ts.max()) if len(run.ts) else 0.0
-                write_entity_csv(entity_scores(store, now), entities_path)
+                write_entity_csv(entity_model_scores(store, model, now), entities_path, entity_scores(store, now))
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -248,13 +268,15 @@ def _reason_counts(run: RunResult) -> dict[str, int]:
     return out
 
 
-def write_entity_csv(scores: dict[str, float], path: str) -> None:
+def write_entity_csv(scores: dict[str, float], path: str, event_risk: dict[str, float] | None = None) -> None:
+    """``entity,risk[,event_risk]`` rows, riskiest first: ``risk`` is the entity model's,
+    ``event_risk`` the decayed maximum of the entity's event scores."""
     try:
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["entity", "risk"])
+            w.writerow(["entity", "risk"] + ([] if event_risk is None else ["event_risk"]))
             for ent, r in sorted(scores.items(), key=lambda kv: -kv[1]):
-                w.writerow([ent, f"{r:.6f}"])
+                w.writerow([ent, f"{r:.6f}"] + ([] if event_risk is None else [f"{event_risk.get(ent, 0.0):.6f}"]))
     except OSError as exc:
         raise output_error("entity risk", path, exc, "choose another --entities path ('' skips the file)") from None
 
@@ -294,8 +316,11 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
         entity_components = {"entity_risk": entity_risk_scores}
     if entity_labels is not None and entity_components is not None:
         seen = entities_seen if entities_seen is not None else {e for c in entity_components.values() for e in c}
+        main = "entity_model" if "entity_model" in entity_components else "entity_risk"
         m.update(entity_metrics(entity_components, entity_labels, seen, unlabelled_negative=unlabelled_negative,
-                               seed=seed))
+                               main=main, seed=seed))
+        if main != "entity_risk":
+            m["entity_headline"] = main
     if not labelled:
         if m.get("entity_auc") is not None:
             entity = "the entity metrics above rest on the entity labels"
@@ -325,12 +350,14 @@ def evaluate_run(run: RunResult, threshold: float, *, eval_after: float | None =
     return m
 
 
-def entity_component_scores(run: RunResult, ends: dict[str, tuple[str, str]],
-                            stored: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Entity scores to compare: the store's entity risk, and per event score component
-    the maximum of its scores over the events the entity took part in (either end)."""
+def entity_component_scores(run: RunResult, ends: dict[str, tuple[str, str]], stored: dict[str, float],
+                            model_scores: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
+    """Entity scores to compare: the entity model's (``model_scores``, when given), the
+    store's decayed event-score risk, and per event score component the maximum of its
+    scores over the events the entity took part in (either end)."""
     comps = {"score": run.scores, **{k: v for k, v in run.components.items() if len(run.components) > 1}}
-    out: dict[str, dict[str, float]] = {"entity_risk": stored}
+    out: dict[str, dict[str, float]] = {} if model_scores is None else {"entity_model": model_scores}
+    out["entity_risk"] = stored
     if not run.n_events:
         return out
     codes: dict[str, int] = {}
@@ -376,6 +403,14 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
                          "file: give one with --entity-labels FILE")
     ent_labels = None if label_file is None else label_file.labels
     model = model or load_scoring_model(settings)
+    held_note = None
+    held: set[str] | None = None
+    if ent_labels is not None and model.entity.held_out:
+        # a trained entity head is measured on the entities it was not fitted on
+        held = set(model.entity.held_out)
+        ent_labels = {e: y for e, y in ent_labels.items() if e in held}
+        held_note = (f"the {len(held)} entities the entity head held out in training (it was fitted on the "
+                     "other labelled ones); every entity score here is measured on them")
     ends: dict[str, tuple[str, str]] | None = {} if ent_labels is not None else None
     store, tmp = open_store(settings, model, state_dir)
     t0 = time.perf_counter()
@@ -393,18 +428,22 @@ def evaluate(settings: Settings, spec: FileSpec, *, out_dir: str, entity_labels_
             threshold = float(engine.policy.threshold)
             ent_comps = None
             if ends is not None:
-                stored = entity_scores(store, float(run.ts.max()) if len(run.ts) else 0.0)
-                ent_comps = entity_component_scores(run, ends, stored)
+                now = float(run.ts.max()) if len(run.ts) else 0.0
+                ent_comps = entity_component_scores(run, ends, entity_scores(store, now),
+                                                    entity_model_scores(store, model, now))
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     metrics = evaluate_run(run, threshold, eval_after=eval_after, eval_fraction=eval_fraction,
                            entity_labels=ent_labels, entity_components=ent_comps,
-                           entities_seen=None if ent_comps is None else ent_comps["entity_risk"].keys(),
+                           entities_seen=None if ent_comps is None else
+                           [e for e in ent_comps["entity_risk"] if held is None or e in held],
                            unlabelled_negative=unlabelled_negative, seed=settings.seed)
     metrics["timestamps"] = ts_note
     if label_file is not None:
         metrics["entity_label_file"] = label_file.note
+    if held_note is not None:
+        metrics["entity_evaluated_on"] = held_note
     metrics["model_version"] = model.version
     metrics["wall_seconds"] = time.perf_counter() - t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -425,7 +464,7 @@ def _ci(metrics: dict[str, Any], key: str) -> str:
 
 def summary_lines(metrics: dict[str, Any]) -> Iterable[str]:
     """The printed summary of evaluate and demo."""
-    for k in ("timestamps", "entity_label_file"):
+    for k in ("timestamps", "entity_label_file", "entity_evaluated_on", "entity_headline"):
         if k in metrics:
             yield f"  {metrics[k]}"
     keys = ("events_total", "events_evaluated", "event_auc", "event_ap", "event_positives", "event_negatives",

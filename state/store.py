@@ -325,8 +325,10 @@ class GraphStore:
                                      f"v{', v'.join(map(str, READABLE_VERSIONS))}")
         if layout != layout_fingerprint().encode():
             raise StoreMismatchError(
-                f"store {self.path!r} was written with node layout {layout!r}, this build has "
-                f"{layout_fingerprint()!r} (features.layout changed): migrate or start a new store")
+                f"state directory {self.path!r} was written by a version of riskgraph that keeps other "
+                f"per-entity state (node layout {layout.decode(errors='replace')}, this one "
+                f"{layout_fingerprint()}): start from an empty state directory (another --state path, or "
+                "delete this one)")
         if decode_count(mem_dim) != self.mem_dim:
             raise StoreMismatchError(
                 f"store {self.path!r} was created with mem_dim={decode_count(mem_dim)}, opened with "

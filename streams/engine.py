@@ -9,7 +9,7 @@
 3. features               (``features.kernels``: one numba pass, updates rows in place)
 4. score                  (``models.scoring.ScoringModel``: detector, later TGN)
 5. decide + explain       (``models.policy.AlertPolicy``; reasons from contributions)
-6. update + persist       (entity risk, detector/policy stream state and the input
+6. update + persist       (entity risk, node rows, detector/policy stream state and the input
                            position, all in one RocksDB write batch)
 
 The Faust agents (``streams.app``) and the embedded runner (``streams.runner``)

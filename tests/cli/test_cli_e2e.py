@@ -131,12 +131,15 @@ def test_replay_writes_alerts_and_entity_risk_matching_evaluate(workspace, evalu
     assert summary["model_version"] == evaluation.metrics["model_version"]
     with entities.open(newline="") as f:
         reader = csv.reader(f)
-        assert next(reader) == ["entity", "risk"]
-        risk = [(e, float(r)) for e, r in reader]
-    assert {e for e, _ in risk} == {r["src"] for r in rows} | {r["dst"] for r in rows}
-    values = [r for _, r in risk]
+        assert next(reader) == ["entity", "risk", "event_risk"]
+        table = [(e, float(r), float(er)) for e, r, er in reader]
+    assert {e for e, _, _ in table} == {r["src"] for r in rows} | {r["dst"] for r in rows}
+    values = [r for _, r, _ in table]
     assert all(0.0 <= r <= 1.0 for r in values) and values == sorted(values, reverse=True)
-    assert values[0] > 0
+    assert values[0] > 0 and max(er for _, _, er in table) > 0
+    # evaluate's headline entity metrics are the entity model's, beside the decayed event risk
+    assert evaluation.metrics["entity_headline"] == "entity_model"
+    assert {"entity_model", "entity_risk"} <= set(evaluation.metrics["entity_components"])
 
 
 # -- user errors: exit 2, one line on stderr --------------------------------------------

@@ -70,8 +70,12 @@ def test_signed_trust_network_with_entity_labels_in_one_command(net, tmp_path, c
     assert "epoch seconds (detected" in m["timestamps"]
     assert m["entity_positives"] == len(bad) and m["entity_negatives"] == 120 - len(bad)
     lo, hi = m["entity_auc_ci90"]
-    assert lo <= m["entity_auc"] <= hi and 0 <= lo < hi <= 1
-    assert set(m["entity_components"]) >= {"entity_risk", "max_event_score"}
+    assert lo <= m["entity_auc"] <= hi and 0 <= lo <= hi <= 1
+    assert set(m["entity_components"]) >= {"entity_model", "entity_risk", "max_event_score"}
+    # the entity model reads the negative ratings the bad users receive; the decayed event risk does not
+    comps = m["entity_components"]
+    assert m["entity_headline"] == "entity_model" and m["entity_auc"] == comps["entity_model"]["entity_auc"]
+    assert comps["entity_model"]["entity_auc"] > max(comps["entity_risk"]["entity_auc"], 0.9)
     for row in m["entity_components"].values():
         assert {"entity_auc", "entity_auc_ci90", "entity_ap_ci90", "entity_precision_at_k",
                 "entity_precision_at_100"} <= set(row)

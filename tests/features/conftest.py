@@ -89,6 +89,12 @@ def assert_state_matches(t: NodeArrays, slot: int, node: Node) -> None:
                      ("first_seen", Acc.FIRST_SEEN), ("amt_n", Acc.AMT_N), ("amt_mean", Acc.AMT_MEAN),
                      ("amt_m2", Acc.AMT_M2), ("n_out", Acc.N_OUT), ("n_in", Acc.N_IN)):
         np.testing.assert_allclose(acc[col], want[key], rtol=RTOL, atol=ATOL, err_msg=key)
+    for key in ("in_tot", "out_tot", "in_amt_n", "in_neg_n", "in_neg_sum", "out_neg_n", "out_neg_sum", "rec_out",
+                "rec_in", "gap_n", "gap_mean", "gap_m2", "nbr_good", "nbr_log_deg"):
+        np.testing.assert_allclose(acc[Acc[key.upper()]], want[key], rtol=RTOL, atol=ATOL, err_msg=key)
+    goodness = acc[Acc.GOOD_SUM] / (acc[Acc.GOOD_W] + 1.0)
+    fairness = 1.0 - acc[Acc.FAIR_ERR] / (acc[Acc.AMT_N] + 1.0)
+    np.testing.assert_allclose([goodness, fairness], [want["goodness"], want["fairness"]], rtol=RTOL, atol=ATOL)
     assert t.ring_n[slot] == want["ring_n"]
     k = min(int(t.ring_n[slot]), RING)
     order = [(int(t.ring_n[slot]) - k + i) % RING for i in range(k)]  # oldest first

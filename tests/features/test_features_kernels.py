@@ -247,3 +247,22 @@ def test_cached_kernels_match_layout() -> None:
 def test_doctests(module) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_entity_state_hand_computed(table, events_from) -> None:
+    # A=1 rates B=2 -10 at t=0; B rates A +5 at t=100 (reciprocal); A rates B +10 at t=1100
+    ev = events_from([1, 2, 1], [2, 1, 2], [0.0, 100.0, 1100.0], [-10.0, 5.0, 10.0])
+    t = table(2)
+    run(t, ev)
+    a, b = t.acc[ev.slot_of[1]], t.acc[ev.slot_of[2]]
+    assert (b[Acc.IN_TOT], b[Acc.IN_AMT_N], b[Acc.IN_NEG_N], b[Acc.IN_NEG_SUM]) == (0.0, 2.0, 1.0, -10.0)
+    assert (a[Acc.OUT_TOT], a[Acc.OUT_NEG_N], a[Acc.OUT_NEG_SUM], a[Acc.IN_NEG_N]) == (0.0, 1.0, -10.0, 0.0)
+    # B's send answers A's; A's second send answers B's; B's receipt from A at 1100 answers its own send
+    assert (b[Acc.REC_OUT], a[Acc.REC_OUT], b[Acc.REC_IN], a[Acc.REC_IN]) == (1.0, 1.0, 1.0, 1.0)
+    gaps = [math.log1p(100.0), math.log1p(1000.0)]  # both nodes: events at 0, 100, 1100
+    assert a[Acc.GAP_N] == 2.0
+    np.testing.assert_allclose([a[Acc.GAP_MEAN], a[Acc.GAP_M2]], [np.mean(gaps), np.var(gaps) * 2], rtol=1e-12)
+    # REV2 steps: B's goodness after A's -1 (A fair: 1) is -1 / 2; A's error on its +1 against it is 0.75
+    np.testing.assert_allclose(a[Acc.FAIR_ERR], 0.5 * abs(-1.0 - 0.0) + 0.5 * abs(1.0 - (-0.5)), rtol=1e-12)
+    fair_a = 1.0 - 0.5 / 2.0  # before the third event: one amount sent, error 0.5
+    np.testing.assert_allclose([b[Acc.GOOD_SUM], b[Acc.GOOD_W]], [-1.0 + fair_a, 1.0 + fair_a], rtol=1e-12)

@@ -14,8 +14,8 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
-from riskgraph.features.catalogue import (AMOUNT_MAX, FAN_WINDOW_S, FEATURE_NAMES, NEVER_LOG_S, Z_MIN_HISTORY,
-                                Z_STD_FLOOR)
+from riskgraph.features.catalogue import (AMOUNT_MAX, FAN_WINDOW_S, FEATURE_NAMES, GOODNESS_SCALE, NEVER_LOG_S,
+                                         Z_MIN_HISTORY, Z_STD_FLOOR)
 from riskgraph.features.layout import HALF_LIVES, IN, OUT, RING
 
 DAY = 86400.0
@@ -38,6 +38,28 @@ class Node:
     ring: deque = field(default_factory=lambda: deque(maxlen=RING))  # (nbr, ts, amount, dir)
     risk_clock: float | None = None
     risks: list[tuple[float, float]] = field(default_factory=list)  # (time added, score)
+    # entity state, kept as raw history
+    amounts_in: list[float] = field(default_factory=list)  # every amount received
+    amounts_out: list[float] = field(default_factory=list)
+    rec_out: int = 0
+    rec_in: int = 0
+    gaps: list[float] = field(default_factory=list)  # log1p of every inter-event gap
+    rated: list[tuple[float, float]] = field(default_factory=list)  # (sender fairness, r) received
+    errors: list[float] = field(default_factory=list)  # |r - receiver goodness| / 2 of each amount sent
+    nbr: list[tuple[float, float]] = field(default_factory=list)  # counterparty (goodness, log activity)
+
+    def goodness(self) -> float:
+        return sum(w * r for w, r in self.rated) / (sum(w for w, _ in self.rated) + 1.0)
+
+    def fairness(self) -> float:
+        return 1.0 - sum(self.errors) / (len(self.errors) + 1.0)
+
+    def nbr_mean(self, k: int) -> float:
+        """The moving average the kernels keep: weight 1 / min(i + 1, RING) for the i-th value."""
+        m = 0.0
+        for i, v in enumerate(self.nbr):
+            m += (v[k] - m) / min(i + 1, RING)
+        return m
 
     def view_time(self, t: float) -> float:
         return t if self.clock is None else max(self.clock, t)
@@ -85,6 +107,32 @@ def twin_features(nodes: dict[int, Node], src: int, dst: int, t: float, amount: 
     assert len(f) == len(FEATURE_NAMES)
 
     # the event updates both ends; for a self loop s is d, and both halves apply to it
+    good_s, good_d, fair_s = s.goodness(), d.goodness(), s.fairness()
+    deg_s, deg_d = math.log1p(len(s.sent) + len(s.received)), math.log1p(len(d.sent) + len(d.received))
+    s.nbr.append((good_d, deg_d))
+    d.nbr.append((good_s, deg_s))
+    if not missing:
+        r = min(max(amount / GOODNESS_SCALE, -1.0), 1.0)
+        s.errors.append(abs(r - good_d) / 2.0)
+        d.rated.append((fair_s, r))
+    for node, other, di in ((s, dst, OUT), (d, src, IN)):
+        back = IN if di == OUT else OUT
+        if any(nbr == other and dd == back for nbr, _, _, dd in node.ring):
+            if di == OUT:
+                node.rec_out += 1
+            else:
+                node.rec_in += 1
+        if node.times:
+            node.gaps.append(math.log1p(max(0.0, t - max(node.times))))
+        if not missing:
+            (node.amounts_out if di == OUT else node.amounts_in).append(amount)
+        if di == OUT:
+            _apply_out(s, dst, t, ts_, amount, missing)
+    _apply_in(d, src, t, amount)
+    return row
+
+
+def _apply_out(s: Node, dst: int, t: float, ts_: float, amount: float, missing: bool) -> None:
     s.clock = ts_
     s.sent.append((ts_, amount))
     s.times.append(t)
@@ -92,12 +140,14 @@ def twin_features(nodes: dict[int, Node], src: int, dst: int, t: float, amount: 
     if not missing:
         s.sent_logs.append(slog(amount))
     s.ring.append((dst, t, amount, OUT))
+
+
+def _apply_in(d: Node, src: int, t: float, amount: float) -> None:
     d.clock = d.view_time(t)
     d.received.append((d.clock, amount))
     d.times.append(t)
     d.received_times.append(t)
     d.ring.append((src, t, amount, IN))
-    return row
 
 
 def twin_batch(nodes: dict[int, Node], events: list[tuple[int, int, float, float]]) -> list[list[float]]:
@@ -125,6 +175,22 @@ def twin_state(node: Node) -> dict[str, object]:
         "n_in": float(len(node.received)),
         "ring_n": len(node.sent) + len(node.received),
         "ring": list(node.ring),
+        "in_tot": math.fsum(node.amounts_in),
+        "out_tot": math.fsum(node.amounts_out),
+        "in_amt_n": float(len(node.amounts_in)),
+        "in_neg_n": float(sum(a < 0 for a in node.amounts_in)),
+        "in_neg_sum": math.fsum(a for a in node.amounts_in if a < 0),
+        "out_neg_n": float(sum(a < 0 for a in node.amounts_out)),
+        "out_neg_sum": math.fsum(a for a in node.amounts_out if a < 0),
+        "rec_out": float(node.rec_out),
+        "rec_in": float(node.rec_in),
+        "gap_n": float(len(node.gaps)),
+        "gap_mean": statistics.fmean(node.gaps) if node.gaps else 0.0,
+        "gap_m2": statistics.variance(node.gaps) * (len(node.gaps) - 1) if len(node.gaps) > 1 else 0.0,
+        "goodness": node.goodness(),
+        "fairness": node.fairness(),
+        "nbr_good": node.nbr_mean(0),
+        "nbr_log_deg": node.nbr_mean(1),
     }
 
 

@@ -119,7 +119,7 @@ def test_mismatched_mem_dim_and_layout_are_refused(tmp_path):
     db = Rdict(str(path), Options(raw_mode=True))
     db[META_LAYOUT] = b"0123456789abcdef"
     db.close()
-    with pytest.raises(StoreMismatchError, match="layout"):
+    with pytest.raises(StoreMismatchError, match="node layout 0123456789abcdef.*start from an empty state directory"):
         GraphStore(path, StoreOptions(mem_dim=8))
     db = Rdict(str(path), Options(raw_mode=True))
     db[META_SCHEMA] = encode_count(99)
